@@ -1,0 +1,245 @@
+"""Self-distillation (SDPO) objective: per-token divergences between student and teacher.
+
+Student S = pi_theta(. | x, y<t), teacher T = pi_T(. | x', y<t) on the *same* sampled response, x'
+the re-prompt. All log-probs come from logits / temperature. The teacher is always treated as a
+constant (its inputs are detached here; the engine also runs it under no_grad).
+
+Divergence D_alpha summed over the support (the last dim):
+    alpha = 0      KL(T || S)  ("forward")
+    alpha = 1      KL(S || T)  ("reverse")
+    0 < alpha < 1  (1 - alpha) KL(S || M) + alpha KL(T || M),  log M = logaddexp(ls + log(1-alpha), lt + log alpha)
+The generalized JSD tends to 0 at both ends, so it is discontinuous with the endpoint cases.
+
+Supports:
+    full            full vocabulary                              -> `full_vocab_loss`
+    topk            the student's top-k ids, log-probs normalised over the full vocabulary, then a
+                    tail bucket log(1 - sum p_topk) appended (add_tail) or renormalised over the
+                    top-k                                        -> `topk_loss`
+    sampled_token   only the sampled token: sg(ls - lt) * ls (alpha must be 1)
+                                                                 -> `sampled_token_loss`
+
+The top-k and sampled-token losses take the teacher's log-probs *already gathered* at the support
+ids, so the engine can produce them chunk by chunk from hidden states
+(`teacher_topk_logprobs_chunked`) without a full B x T x V teacher tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+
+SDPO_MODES = ("topk", "full", "sampled_token")
+LOG_RATIO_CLAMP = 20.0
+TAIL_MAX_LOG_MASS = -1e-7
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_sdpo_options(mode: str, alpha: float, topk: int | None = None, *, add_tail: bool = True,
+                          is_clip: float | None = None) -> None:
+    """Raise ValueError with a clear message for an unsupported combination of options."""
+    if mode not in SDPO_MODES:
+        raise ValueError(f"unknown distillation mode {mode!r}; expected one of {', '.join(SDPO_MODES)}")
+    if not (0.0 <= float(alpha) <= 1.0):
+        raise ValueError(f"distillation alpha must be in [0, 1] (0 = KL(T||S), 1 = KL(S||T)), got {alpha}")
+    if mode == "sampled_token" and float(alpha) != 1.0:
+        raise ValueError(
+            "distillation mode 'sampled_token' only supports reverse KL: it requires alpha=1.0 "
+            f"(got alpha={alpha}); use mode 'topk' or 'full' for alpha < 1")
+    if mode == "topk" and (topk is None or int(topk) < 1):
+        raise ValueError(f"distillation mode 'topk' needs topk >= 1, got {topk!r}")
+    if is_clip is not None and not is_clip > 0:
+        raise ValueError(f"is_clip must be > 0 or None, got {is_clip}")
+
+
+# --------------------------------------------------------------------------- divergences
+
+
+def _kl(lp: Tensor, lq: Tensor) -> Tensor:
+    """Elementwise p * (log p - log q); entries with p == 0 contribute exactly 0."""
+    p = lp.exp()
+    return p * torch.where(p > 0, lp - lq, torch.zeros_like(lp))
+
+
+def divergence(student_logp: Tensor, teacher_logp: Tensor, alpha: float) -> Tensor:
+    """D_alpha(S, T) summed over the last dim (see the module docstring)."""
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    ls, lt = student_logp, teacher_logp
+    if alpha == 0.0:
+        return _kl(lt, ls).sum(-1)
+    if alpha == 1.0:
+        return _kl(ls, lt).sum(-1)
+    lm = torch.logaddexp(ls + math.log1p(-alpha), lt + math.log(alpha))
+    return ((1.0 - alpha) * _kl(ls, lm) + alpha * _kl(lt, lm)).sum(-1)
+
+
+def add_tail(logp_topk: Tensor) -> Tensor:
+    """Append the tail bucket log(1 - sum_k p_k) to top-k log-probs: [..., k] -> [..., k+1]."""
+    captured = torch.logsumexp(logp_topk, dim=-1, keepdim=True).clamp(max=TAIL_MAX_LOG_MASS)
+    return torch.cat([logp_topk, torch.log(-torch.expm1(captured))], dim=-1)
+
+
+_add_tail = add_tail
+
+
+def renormalize(logp: Tensor) -> Tensor:
+    """Renormalise log-probs over the last dim (the conditional distribution on the support)."""
+    return logp - torch.logsumexp(logp, dim=-1, keepdim=True)
+
+
+# --------------------------------------------------------------------------- supports
+
+
+def student_topk(student_logits: Tensor, k: int) -> Tensor:
+    """Ids [..., k] of the student's k largest logits (the top-k support); no gradient."""
+    k = min(int(k), student_logits.shape[-1])
+    return torch.topk(student_logits.detach(), k, dim=-1).indices
+
+
+def full_vocab_loss(student_logits: Tensor, teacher_logits: Tensor, alpha: float) -> Tensor:
+    """Per-token D_alpha over the full vocabulary: logits [B, T, V] (already / temperature) -> [B, T]."""
+    ls = torch.log_softmax(student_logits, dim=-1)
+    lt = torch.log_softmax(teacher_logits.detach(), dim=-1)
+    return divergence(ls, lt, alpha)
+
+
+def topk_loss(student_logits: Tensor, teacher_topk_logp: Tensor, topk_ids: Tensor, alpha: float,
+              add_tail: bool) -> Tensor:
+    """Per-token D_alpha on the student's top-k support -> [B, T].
+
+    student_logits [B, T, V] (with grad; gradients flow through the full-vocabulary logsumexp),
+    topk_ids [B, T, k] (from `student_topk`), teacher_topk_logp [B, T, k]: the teacher's log-probs
+    normalised over the full vocabulary, gathered at topk_ids. add_tail: append the tail bucket
+    (lasgroup default) instead of renormalising over the top-k (TRL default).
+    """
+    ls = student_logits.gather(-1, topk_ids) - torch.logsumexp(student_logits, dim=-1, keepdim=True)
+    lt = teacher_topk_logp.detach().to(ls.dtype)
+    if add_tail:
+        ls, lt = _add_tail(ls), _add_tail(lt)
+    else:
+        ls, lt = renormalize(ls), renormalize(lt)
+    return divergence(ls, lt, alpha)
+
+
+def sampled_token_loss(student_token_logp: Tensor, teacher_token_logp: Tensor) -> Tensor:
+    """sg(ls - lt) * ls on the sampled tokens [B, T] (alpha = 1 only; see `validate_sdpo_options`).
+
+    Not a KL in value; its gradient sg(log p_S/p_T) grad log p_S(y_t) is the single-sample
+    estimator of grad KL(S || T) when y_t ~ S.
+    """
+    return (student_token_logp - teacher_token_logp).detach() * student_token_logp
+
+
+def token_logprobs(logits: Tensor, ids: Tensor) -> Tensor:
+    """log softmax(logits)[..., ids] for ids [...] -> [...] (no full log-softmax materialised)."""
+    return logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+class TeacherGather(NamedTuple):
+    logprobs: Tensor  # [B, T, k] teacher log-probs (over the full vocabulary) at the given ids
+    entropy: Tensor  # [B, T] teacher entropy (diagnostic)
+    mass: Tensor  # [B, T] teacher probability mass on extra_ids (0 when none given)
+
+
+@torch.no_grad()
+def teacher_topk_logprobs_chunked(
+    hidden: Tensor,
+    lm_head: Callable[[Tensor], Tensor],
+    ids: Tensor,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+    *,
+    extra_ids: Tensor | Sequence[int] | None = None,
+) -> TeacherGather:
+    """Teacher log-probs at `ids` computed from hidden states, `chunk_size` positions at a time.
+
+    hidden [B, T, H] (the teacher's last hidden states at the response positions), lm_head maps
+    [N, H] -> [N, V] logits, ids [B, T, k]. Per chunk: logits = lm_head(h) / temperature in at least
+    float32, log-probs = logits[ids] - logsumexp(logits). Only chunk_size x V logits exist at once.
+    Also returns the teacher's entropy and its probability mass on `extra_ids` per position.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    b, t = hidden.shape[:2]
+    k = ids.shape[-1]
+    flat_h = hidden.reshape(b * t, hidden.shape[-1])
+    flat_ids = ids.reshape(b * t, k)
+    extra = None
+    if extra_ids is not None:
+        extra = torch.as_tensor(extra_ids, dtype=torch.long, device=hidden.device).reshape(-1)
+        if extra.numel() == 0:
+            extra = None
+    out_lp, out_ent, out_mass = [], [], []
+    for start in range(0, b * t, chunk_size):
+        logits = lm_head(flat_h[start : start + chunk_size])
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        if temperature != 1.0:
+            logits = logits / temperature
+        lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+        out_lp.append(logits.gather(-1, flat_ids[start : start + chunk_size]) - lse)
+        logp = logits - lse
+        probs = logp.exp()
+        out_ent.append(-(probs * logp).sum(-1))
+        out_mass.append(probs[:, extra].sum(-1) if extra is not None else probs.new_zeros(probs.shape[0]))
+    if not out_lp:  # empty batch
+        dtype = torch.promote_types(hidden.dtype, torch.float32)
+        return TeacherGather(hidden.new_zeros((b, t, k), dtype=dtype), hidden.new_zeros((b, t), dtype=dtype),
+                             hidden.new_zeros((b, t), dtype=dtype))
+    return TeacherGather(torch.cat(out_lp).reshape(b, t, k), torch.cat(out_ent).reshape(b, t),
+                         torch.cat(out_mass).reshape(b, t))
+
+
+# --------------------------------------------------------------------------- IS and aggregation
+
+
+@torch.no_grad()
+def is_clip_weights(student_token_logp: Tensor, old_token_logp: Tensor, clip: float | None = 2.0) -> Tensor:
+    """Distillation IS weights min(exp(clamp(sg(ls) - old, +-20)), clip), detached; no lower clip."""
+    w = torch.exp((student_token_logp.detach() - old_token_logp).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+    return w if clip is None else w.clamp(max=clip)
+
+
+def distillation_loss(per_token: Tensor, response_mask: Tensor, sd_mask: Tensor | None, *,
+                      num_seqs: Tensor | float) -> Tensor:
+    """Reference aggregation: sum over the given rows of per-sequence token means, / num_seqs.
+
+    Token mask m = response_mask * sd_mask[:, None] (sd_mask: 1 for distilled samples; None = all).
+    L = (1 / num_seqs) * sum_i sum_t m l / max(1, sum_t m), num_seqs counting *all* sequences of
+    the mini-batch (not-distilled ones contribute 0). On a full batch with num_seqs = B this is
+    TRL's `_compute_self_distillation_loss` and lasgroup with micro-batch 1.
+    """
+    mask = response_mask.to(per_token.dtype)
+    if sd_mask is not None:
+        mask = mask * sd_mask.to(per_token.dtype).unsqueeze(-1)
+    per_seq = (per_token * mask).sum(-1) / mask.sum(-1).clamp_min(1)
+    denom = num_seqs.to(per_token.dtype).clamp_min(1) if isinstance(num_seqs, Tensor) else max(float(num_seqs), 1.0)
+    return per_seq.sum() / denom
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+@torch.no_grad()
+def entropy(logits: Tensor) -> Tensor:
+    """Entropy of softmax(logits) over the last dim (computed in at least float32)."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+@torch.no_grad()
+def mass_on(logits: Tensor, token_ids: Tensor | Sequence[int] | None) -> Tensor:
+    """Probability mass softmax(logits) puts on `token_ids` at each position (0 for none)."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if token_ids is None:
+        return logits.new_zeros(logits.shape[:-1])
+    ids = torch.as_tensor(token_ids, dtype=torch.long, device=logits.device).reshape(-1)
+    if ids.numel() == 0:
+        return logits.new_zeros(logits.shape[:-1])
+    return torch.softmax(logits, dim=-1)[..., ids].sum(-1)

@@ -1,0 +1,76 @@
+"""The `sdlab` command line.
+
+  sdlab demo                         the model organism: GRPO vs SDPO on a laptop CPU (default job)
+  sdlab train CONFIG.yaml [k=v ...]  train with GRPO or SDPO (`--resume` continues a run)
+  sdlab eval --model M --benchmarks aime24,amc23 ...
+  sdlab epistemic FILE [FILE2]       epistemic-word statistics of saved responses
+  sdlab info --model M --benchmark B --contexts none,demo,answer
+  sdlab sft CONFIG.yaml              off-policy self-distillation (SFT on guided / unguided traces)
+  sdlab sweep SWEEP.yaml             a grid of runs
+  sdlab report RUNS_DIR --out OUT    HTML report of a sweep
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# (module, description); each module exposes add_arguments(parser) and run(args) -> int
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("sdlab.organism.demo", "run the model organism: GRPO vs SDPO, evaluated in-domain and OOD"),
+    "train": ("sdlab.commands.train", "train a causal LM with GRPO or SDPO from a YAML config"),
+    "eval": ("sdlab.evaluation.cli", "evaluate a model on math benchmarks (avg@k, pass@k, length, epistemic words)"),
+    "epistemic": ("sdlab.analysis.epistemic_cli", "count epistemic words in saved responses"),
+    "info": ("sdlab.analysis.info_cli", "the information lens: log p(y|x,c) - log p(y|x) per teacher context"),
+    "sft": ("sdlab.commands.sft", "off-policy self-distillation: SFT on guided or unguided correct traces"),
+    "sweep": ("sdlab.experiments.sweep", "run a grid of training runs from a sweep file"),
+    "report": ("sdlab.experiments.report", "build an HTML report from a folder of runs"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        _lazy(module).add_arguments(p)
+    return parser
+
+
+def _lazy(module: str):
+    return importlib.import_module(module)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(_lazy(args._module).run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # user-facing errors: one clear line, not a traceback
+        from .config import ConfigError
+
+        known = (ConfigError, FileNotFoundError)
+        try:
+            from .data.problems import DataError
+
+            known = known + (DataError,)
+        except ImportError:
+            pass
+        if isinstance(e, known) and not os.environ.get("SDLAB_TRACEBACK"):
+            print(f"sdlab {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

