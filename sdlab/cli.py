@@ -30,13 +30,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Only the selected command's module is imported (start-up stays fast, and one command's
+    optional dependencies never break another)."""
     parser = argparse.ArgumentParser(prog="sdlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        _lazy(module).add_arguments(p)
+        if name == command:
+            _lazy(module).add_arguments(p)
     return parser
 
 
@@ -47,7 +50,7 @@ def _lazy(module: str):
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    parser = build_parser(next((a for a in argv if a in COMMANDS), None))
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

@@ -35,7 +35,7 @@ def make_cfg(model, data, out, *overrides):
         f"model.name_or_path={model}", f"data.train={data}", f"output_dir={out}", "model.device=cpu",
         "reward.grader=strict", "rollout.n=4", "rollout.max_new_tokens=8", "data.train_batch_size=4",
         "steps=2", "actor.lr=1e-3", "actor.micro_batch_size=4", "logging.progress=false",
-        "sdpo.distillation_topk=8", "sdpo.max_reprompt_len=64", *overrides,
+        "sdpo.distillation_topk=8", "sdpo.max_reprompt_len=512", *overrides,
     ])
 
 

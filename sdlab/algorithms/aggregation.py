@@ -15,7 +15,6 @@ batch's `batch_normalizers`, it equals TRL's `bnpo`/`dapo` (single process), `gr
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")

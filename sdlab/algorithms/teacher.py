@@ -37,8 +37,16 @@ class Teacher:
         ema_update_(self.model.parameters(), _unwrap(self._student).parameters(), self.update_rate)
 
     def state_dict(self) -> dict[str, torch.Tensor] | None:
-        """Only the EMA teacher has state of its own; a frozen teacher is the initial model."""
-        return self.model.state_dict() if self.kind == "ema" else None
+        """Only the EMA teacher has state of its own; a frozen teacher is the initial model.
+        Tied tensors (embeddings = LM head) are stored once."""
+        if self.kind != "ema":
+            return None
+        seen, out = set(), {}
+        for k, v in self.model.state_dict().items():
+            if v.data_ptr() not in seen:
+                seen.add(v.data_ptr())
+                out[k] = v
+        return out
 
     def load_state_dict(self, state: dict[str, torch.Tensor] | None) -> None:
         if self.kind != "ema":

@@ -332,7 +332,7 @@ class Trainer:
             with ctx:
                 loss, stats = self._micro_loss(s, mrows, old, num_tokens.to(device), num_seqs.to(device))
                 self.accelerator.backward(loss * scale)
-            total_loss += float(loss)
+            total_loss += float(loss.detach())
             for k, (total, count) in stats.items():
                 acc.setdefault(k, []).extend([float(total), float(count)])
         # the mini-batch loss is the sum over micro-batches and processes; count each update once
@@ -374,7 +374,8 @@ class Trainer:
             )
             loss = loss + (1.0 - w) * pg_loss
             for k, v in pg_stats.items():
-                stats[f"actor/{k}"] = (float(v) * n_tok, n_tok)
+                if not k.endswith("/max"):  # token means only; a max does not average across micro-batches
+                    stats[f"actor/{k}"] = (float(v) * n_tok, n_tok)
         if w > 0.0:
             sd_loss, sd_stats = self._distillation_loss(s, rows, logits, logp, old_lp, num_seqs)
             loss = loss + w * sd_loss
@@ -445,13 +446,14 @@ class Trainer:
                                     grader=cfg.reward.grader, timeout=cfg.reward.timeout, seed=cfg.seed)
             for name in e.benchmarks:
                 problems = self._eval_problems(name)
+                label = benchmark_label(name)
                 summary, samples = evaluate(self.backend, self.tokenizer, problems, settings, name=name,
                                             prompt_ids_fn=self.prompt_ids, prompt_text_fn=self.prompt_text)
                 for key in ("accuracy", "pass@1", f"pass@{e.n}", "response_length", "truncation_rate", "epistemic"):
                     if key in summary:
-                        out[f"eval/{name}/{key}"] = summary[key]
+                        out[f"eval/{label}/{key}"] = summary[key]
                 if e.save_samples:
-                    _write_jsonl(self.out / "eval" / f"step-{self.step_idx}" / f"{name}.jsonl", samples)
+                    _write_jsonl(self.out / "eval" / f"step-{self.step_idx}" / f"{label}.jsonl", samples)
         self.accelerator.wait_for_everyone()
         return out
 
@@ -485,6 +487,13 @@ class Trainer:
         if self.world > 1:
             t = self.accelerator.reduce(t.to(self.accelerator.device), reduction="sum").cpu()
         return {k: float(t[i, 0] / t[i, 1]) if t[i, 1] > 0 else 0.0 for i, k in enumerate(keys)}
+
+
+def benchmark_label(name: str) -> str:
+    """A short, file-name-safe label for a benchmark spec (a file path becomes its stem)."""
+    if "/" in name or name.endswith((".jsonl", ".parquet", ".json")):
+        name = Path(name).stem
+    return "".join(c if c.isalnum() or c in "-_.:" else "_" for c in name)
 
 
 def _stack_rows(rows: list[torch.Tensor], shape) -> torch.Tensor:

@@ -1,0 +1,246 @@
+"""Pretrain the organism's base model from scratch on the generated corpus, and cache it.
+
+`pretrain(world_cfg)` trains a tiny causal LM with plain torch AdamW (causal LM loss on response
+tokens and fact lines, padding masked), deterministic on CPU given the seeds, and saves it with
+`save_pretrained(safe_serialization=True)` together with the tokenizer and `world.json` under
+`cache_dir/<hash of world + model + train config + corpus version>/`. A complete folder is reused
+as is; a new one is written to a temporary folder and renamed into place, so readers never see a
+half-written model and concurrent builders do not clash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+
+from .corpus import iter_docs
+from .model import TinyModelConfig, build_model, count_parameters
+from .tokenizer import EOS, PAD, UNK, build_tokenizer, encode_words, load_tokenizer
+from .world import World, WorldConfig
+
+__all__ = ["CORPUS_VERSION", "TrainConfig", "default_cache_dir", "load_organism", "organism_key",
+           "pretrain", "world_from_dir"]
+
+CORPUS_VERSION = 1
+"""Bumped whenever the generator, tokenizer or training code changes what a config produces."""
+
+COMPLETE = "organism.json"
+"""Written last inside the temporary folder: its presence marks a complete organism."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1600
+    batch_size: int = 64
+    """Documents per step."""
+    lr: float = 3e-3
+    warmup_steps: int = 60
+    min_lr_ratio: float = 0.05
+    """Cosine decay from lr to lr * min_lr_ratio."""
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    grad_clip: float = 1.0
+    seed: int = 0
+    """Seeds the initial weights, the corpus stream and the batch order."""
+    threads: int = 2
+    """torch CPU threads during pretraining (part of the key: float sums depend on it)."""
+    bucket: int = 16
+    """Batches per length-sorted pool (less padding); order inside the pool is shuffled."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "TrainConfig":
+        d = dict(d or {})
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        return cls(**d)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("SDLAB_ORGANISM_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sdlab" / "organism"
+
+
+def organism_key(world_cfg: WorldConfig, model_cfg: TinyModelConfig, train_cfg: TrainConfig) -> str:
+    blob = json.dumps({"world": world_cfg.to_dict(), "model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
+                       "corpus_version": CORPUS_VERSION}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _is_complete(path: Path) -> bool:
+    return (path / COMPLETE).is_file() and (path / "model.safetensors").is_file() and (path / "world.json").is_file()
+
+
+# ------------------------------------------------------------------------ batches
+
+
+def _encode_doc(doc, vocab: dict[str, int], unk: int, eos: int) -> tuple[list[int], list[int]]:
+    ctx = encode_words(doc.prompt, vocab, unk)
+    resp = encode_words(doc.response, vocab, unk) + [eos]
+    ids = ctx + resp
+    # labels[t] is the target for position t (predicting ids[t] from ids[:t]); context positions are masked.
+    labels = [-100] * len(ctx) + resp
+    return ids, labels
+
+
+def _batches(world: World, train_cfg: TrainConfig, vocab: dict[str, int], pad: int, unk: int, eos: int):
+    docs = iter_docs(world, seed=train_cfg.seed)
+    rng = random.Random(f"sdlab-organism-batches:{train_cfg.seed}")
+    while True:
+        pool = [_encode_doc(next(docs), vocab, unk, eos) for _ in range(train_cfg.batch_size * train_cfg.bucket)]
+        pool.sort(key=lambda p: len(p[0]))
+        chunks = [pool[i : i + train_cfg.batch_size] for i in range(0, len(pool), train_cfg.batch_size)]
+        rng.shuffle(chunks)
+        for chunk in chunks:
+            width = max(len(ids) for ids, _ in chunk)
+            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+            attention = torch.zeros((len(chunk), width), dtype=torch.long)
+            for i, (ids, lab) in enumerate(chunk):
+                input_ids[i, : len(ids)] = torch.tensor(ids)
+                labels[i, : len(lab)] = torch.tensor(lab)
+                attention[i, : len(ids)] = 1
+            yield input_ids, attention, labels
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over positions whose label is not -100."""
+    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
+                           ignore_index=-100)
+
+
+# ------------------------------------------------------------------------ pretraining
+
+
+def _train(world: World, model_cfg: TinyModelConfig, train_cfg: TrainConfig, device: str, progress: bool):
+    tok = build_tokenizer(world.cfg)
+    vocab = tok.get_vocab()
+    pad, eos, unk = vocab[PAD], vocab[EOS], vocab[UNK]
+    model = build_model(model_cfg, vocab_size=len(vocab), pad_token_id=pad, eos_token_id=eos, seed=train_cfg.seed)
+    model.to(device)
+    model.train()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=train_cfg.lr, betas=train_cfg.betas, eps=1e-8)
+    batches = _batches(world, train_cfg, vocab, pad, unk, eos)
+    t0 = time.perf_counter()
+    ema = None
+    tokens = 0
+    history = []
+    for step in range(train_cfg.steps):
+        input_ids, attention, labels = next(batches)
+        input_ids, attention, labels = input_ids.to(device), attention.to(device), labels.to(device)
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, train_cfg)
+        logits = model(input_ids=input_ids, attention_mask=attention).logits
+        loss = causal_lm_loss(logits, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if train_cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        opt.step()
+        tokens += int(attention.sum())
+        value = float(loss.detach())
+        ema = value if ema is None else 0.95 * ema + 0.05 * value
+        if (step + 1) % 100 == 0 or step + 1 == train_cfg.steps:
+            history.append({"step": step + 1, "loss": round(ema, 4)})
+            if progress:
+                elapsed = time.perf_counter() - t0
+                print(f"[organism pretrain] step {step + 1}/{train_cfg.steps} loss {ema:.3f} "
+                      f"({elapsed:.0f}s, {tokens / max(elapsed, 1e-9):.0f} tok/s)", flush=True)
+    model.eval()
+    stats = {"seconds": round(time.perf_counter() - t0, 2), "tokens": tokens, "final_loss": round(ema or 0.0, 4),
+             "parameters": count_parameters(model), "loss_history": history}
+    return model, tok, stats
+
+
+def pretrain(world_cfg: WorldConfig | dict | None = None, model_cfg: TinyModelConfig | dict | None = None,
+             train_cfg: TrainConfig | dict | None = None, cache_dir: str | Path | None = None,
+             device: str = "cpu", progress: bool = True) -> Path:
+    """Path of the pretrained organism for these configs, training it first unless cached."""
+    world_cfg = world_cfg if isinstance(world_cfg, WorldConfig) else WorldConfig.from_dict(world_cfg)
+    model_cfg = model_cfg if isinstance(model_cfg, TinyModelConfig) else TinyModelConfig.from_dict(model_cfg)
+    train_cfg = train_cfg if isinstance(train_cfg, TrainConfig) else TrainConfig.from_dict(train_cfg)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = organism_key(world_cfg, model_cfg, train_cfg)
+    final = root / key
+    if _is_complete(final):
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    world = World(world_cfg)
+    if progress:
+        print(f"[organism pretrain] building {final} (world {world_cfg.config_hash()}, {train_cfg.steps} steps)",
+              flush=True)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(train_cfg.threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(train_cfg.seed)
+            model, tok, stats = _train(world, model_cfg, train_cfg, device, progress)
+    finally:
+        torch.set_num_threads(old_threads)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=root))
+    try:
+        model.to("cpu").save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "world.json").write_text(json.dumps({"config": world_cfg.to_dict(), "hash": world_cfg.config_hash()},
+                                                   indent=2))
+        meta = {"key": key, "corpus_version": CORPUS_VERSION, "world": world_cfg.to_dict(),
+                "model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "stats": stats}
+        (tmp / COMPLETE).write_text(json.dumps(meta, indent=2))
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not _is_complete(final):  # a stale partial folder: replace it
+                shutil.rmtree(final, ignore_errors=True)
+                os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if progress:
+        print(f"[organism pretrain] done in {stats['seconds']}s, {stats['parameters']} parameters, "
+              f"final loss {stats['final_loss']}", flush=True)
+    return final
+
+
+def world_from_dir(path: str | Path) -> World:
+    data = json.loads((Path(path) / "world.json").read_text())
+    return World(WorldConfig.from_dict(data["config"]))
+
+
+def load_organism(path: str | Path, device: str = "cpu"):
+    """(model, tokenizer, world) of a pretrained organism folder (or any fine-tuned copy that keeps
+    its world.json)."""
+    path = Path(path)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device)
+    model.eval()
+    return model, load_tokenizer(path), world_from_dir(path)

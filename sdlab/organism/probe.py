@@ -1,0 +1,185 @@
+"""Quick self-check of a (pretrained) organism: sample it and measure what the world promises.
+
+    python -m sdlab.organism.probe [--path DIR] [--samples 4] [--seed 0] [--json out.json]
+
+Samples with `model.generate` (temperature 1, no top-k/top-p, max_new_tokens = the world's budget)
+on OOD problems, RL-pool problems and `direct` problems, and with each teacher context level on RL
+problems, and reports per set: accuracy, mean response length in tokens (EOS included), mean
+epistemic-word count (the study's ten words, case-insensitive substrings), the share of well-formed
+responses, of responses that search (at least one check), that answer without a check, that hit the
+budget, the mean number of checks, and the share of checks whose value is the true fact.
+Also greedy fact recall over all facts. Without --path it pretrains (or loads from cache) the
+default world.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..analysis.epistemic import count_epistemic
+from .contexts import FEEDBACK_FORMAT, FEEDBACK_INCORRECT, FEEDBACK_TRUNCATED, LEVELS, strip_think, teacher_prompt
+from .world import Problem, World, parse_response
+
+__all__ = ["Sample", "fact_recall", "generate", "probe", "summarize", "main"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    problem: Problem
+    text: str
+    length: int
+    """Response tokens, EOS included."""
+    truncated: bool
+    correct: bool
+
+
+@torch.no_grad()
+def generate(model, tokenizer, world: World, items: Sequence[tuple[Problem, str]], n: int, *, seed: int = 0,
+             max_new_tokens: int | None = None, temperature: float = 1.0, batch_size: int = 512) -> list[Sample]:
+    """n samples for each (problem, prompt text); prompts are left-padded, no special tokens added."""
+    budget = max_new_tokens or world.cfg.max_new_tokens
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    flat = [(p, text) for p, text in items for _ in range(n)]
+    out: list[Sample] = []
+    device = next(model.parameters()).device
+    for start in range(0, len(flat), batch_size):
+        chunk = flat[start : start + batch_size]
+        enc = tokenizer([t for _, t in chunk], add_special_tokens=False, padding=True, return_tensors="pt")
+        torch.manual_seed(seed * 1_000_003 + start)
+        seqs = model.generate(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
+                              do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                              max_new_tokens=budget, eos_token_id=eos, pad_token_id=pad)
+        gen = seqs[:, enc["input_ids"].shape[1] :].cpu().tolist()
+        for (problem, _), row in zip(chunk, gen):
+            end = next((j + 1 for j, t in enumerate(row) if t == eos), None)
+            truncated = end is None
+            ids = row[: (end if end is not None else budget)]
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            correct = (not truncated) and world.check(problem, text)
+            out.append(Sample(problem, text, len(ids), truncated, correct))
+    return out
+
+
+def summarize(world: World, samples: Sequence[Sample]) -> dict[str, Any]:
+    if not samples:
+        return {"n": 0}
+    n = len(samples)
+    parsed = [parse_response(s.text) for s in samples]
+    checks = [c for p in parsed for c in p.checks]
+    good = sum(1 for k, x, v in checks if k < world.cfg.n_functions and x < world.cfg.n_values and world.fact(k, x) == v)
+    return {
+        "n": n,
+        "acc": sum(s.correct for s in samples) / n,
+        "length": sum(s.length for s in samples) / n,
+        "epistemic": sum(sum(count_epistemic(s.text, mode="paper").values()) for s in samples) / n,
+        "well_formed": sum(p.well_formed and not s.truncated for p, s in zip(parsed, samples)) / n,
+        "search": sum(len(p.checks) > 0 for p in parsed) / n,
+        "no_check": sum(p.well_formed and len(p.checks) == 0 for p in parsed) / n,
+        "truncated": sum(s.truncated for s in samples) / n,
+        "checks": len(checks) / n,
+        "facts_ok": good / len(checks) if checks else float("nan"),
+    }
+
+
+@torch.no_grad()
+def fact_recall(model, tokenizer, world: World) -> float:
+    """Share of facts `fK x >` whose greedy next word is the true value."""
+    facts = world.facts()
+    enc = tokenizer([f"f{k} {x} >" for k, x, _ in facts], add_special_tokens=False, return_tensors="pt")
+    device = next(model.parameters()).device
+    logits = model(input_ids=enc["input_ids"].to(device)).logits[:, -1]
+    pred = tokenizer.convert_ids_to_tokens(logits.argmax(-1).tolist())
+    return sum(p == str(v) for p, (_, _, v) in zip(pred, facts)) / len(facts)
+
+
+def _feedback(sample: Sample) -> str:
+    if sample.truncated:
+        return FEEDBACK_TRUNCATED
+    if not parse_response(sample.text).answer:
+        return FEEDBACK_FORMAT
+    return FEEDBACK_INCORRECT
+
+
+def probe(model, tokenizer, world: World, *, samples: int = 4, seed: int = 0, n_rl: int | None = None,
+          n_ood: int | None = None) -> dict[str, Any]:
+    ood = world.ood()[:n_ood]
+    rl = world.rl_pool()[:n_rl]
+    direct = world.problems("direct")
+    results: dict[str, Any] = {"fact_recall": fact_recall(model, tokenizer, world)}
+    results["ood"] = summarize(world, generate(model, tokenizer, world, [(p, p.prompt) for p in ood], samples, seed=seed))
+    rl_samples = generate(model, tokenizer, world, [(p, p.prompt) for p in rl], samples, seed=seed + 1)
+    results["rl"] = summarize(world, rl_samples)
+    results["direct"] = summarize(world, generate(model, tokenizer, world, [(p, p.prompt) for p in direct], samples,
+                                                  seed=seed + 2))
+    by_problem: dict[str, list[Sample]] = {}
+    for s in rl_samples:
+        by_problem.setdefault(s.problem.id, []).append(s)
+    contexts: dict[str, Any] = {}
+    for i, level in enumerate(LEVELS):
+        items = []
+        for p in rl:
+            own = by_problem[p.id]
+            demo = next((s.text for s in own if s.correct), None)
+            failed = next((s for s in own if not s.correct), None)
+            if level in ("demo", "demo_answer") and demo is None:
+                continue  # no successful sibling: not distilled
+            if level == "feedback" and failed is None:
+                continue  # nothing to give feedback on
+            text = teacher_prompt(level, p.prompt, answer=p.answer, solution=p.solution or "", demo=demo or "",
+                                  demo_answer=strip_think(demo or ""),
+                                  feedback=_feedback(failed) if failed else "")
+            items.append((p, text))
+        contexts[level] = summarize(world, generate(model, tokenizer, world, items, samples, seed=seed + 10 + i))
+        contexts[level]["problems"] = len(items)
+    results["contexts"] = contexts
+    return results
+
+
+def format_report(results: dict[str, Any]) -> str:
+    cols = ("n", "acc", "length", "epistemic", "well_formed", "search", "no_check", "truncated", "checks", "facts_ok")
+    lines = [f"fact recall (greedy): {results['fact_recall']:.3f}", "",
+             f"{'set':<18}" + "".join(f"{c:>12}" for c in cols)]
+
+    def row(name, r):
+        cells = []
+        for c in cols:
+            v = r.get(c, float("nan"))
+            cells.append(f"{v:>12d}" if isinstance(v, int) else f"{v:>12.3f}")
+        return f"{name:<18}" + "".join(cells)
+
+    for name in ("ood", "rl", "direct"):
+        lines.append(row(name, results[name]))
+    for level, r in results["contexts"].items():
+        lines.append(row(f"rl+ctx:{level}", r))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sdlab.organism.probe", description=__doc__.split("\n")[0])
+    ap.add_argument("--path", help="organism folder (default: pretrain/load the default world)")
+    ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
+    from .pretrain import load_organism, pretrain
+
+    torch.set_num_threads(2)
+    path = Path(args.path) if args.path else pretrain()
+    model, tok, world = load_organism(path)
+    results = probe(model, tok, world, samples=args.samples, seed=args.seed)
+    results["path"] = str(path)
+    print(format_report(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
