@@ -162,7 +162,8 @@ def test_recipe_trains_one_step_on_a_tiny_model(path, tiny_qwen3, tiny_data, tmp
         "model.name_or_path": str(tiny_qwen3), "model.device": "cpu", "model.dtype": "float32",
         "data.train": str(tiny_data), "data.train_batch_size": 2, "actor.ppo_mini_batch_size": 2,
         "rollout.backend": "hf", "rollout.n": 2, "rollout.max_new_tokens": 8, "eval.every": 0,
-        "sdpo.max_reprompt_len": 256, "sdpo.distillation_topk": 16, "steps": 1, "output_dir": str(out),
+        "data.max_prompt_length": 128, "sdpo.max_reprompt_len": 192, "sdpo.distillation_topk": 16,
+        "steps": 1, "output_dir": str(out),
         "logging.progress": False, "checkpoint.save_final_model": False,
     })
     try:

@@ -139,7 +139,7 @@ class RunData:
         return sorted(steps)
 
     def samples(self, step: int) -> dict[str, list[dict]]:
-        """Eval samples of one step, by benchmark (read from the `benchmark` field of each line)."""
+        """Eval samples of one step, by benchmark label (`eval/step-<step>/<label>.jsonl`)."""
         if step not in self._samples:
             by_bench: dict[str, list[dict]] = {}
             root = self.path / "eval" / f"step-{step}"
@@ -151,8 +151,8 @@ class RunData:
                         rec = json.loads(line)
                     except json.JSONDecodeError:
                         continue
-                    if isinstance(rec, dict):
-                        by_bench.setdefault(str(rec.get("benchmark") or f.stem), []).append(rec)
+                    if isinstance(rec, dict):  # the file is named by the benchmark's label
+                        by_bench.setdefault(str(f.relative_to(root).with_suffix("")), []).append(rec)
             self._samples[step] = by_bench
         return self._samples[step]
 
@@ -335,21 +335,29 @@ def stat(values: Sequence[float]) -> dict[str, Any]:
 
 
 def _is_in_domain(bench: str, train: str | None) -> bool:
-    return bench == train or bench.endswith(":train")
+    """`bench` is a benchmark label as the trainer logs it (`eval/<label>/...`, `eval/step-N/<label>.jsonl`;
+    a file path becomes its stem)."""
+    if bench.endswith(":train"):
+        return True
+    if not train:
+        return False
+    return bench == train or (("/" in train or train.endswith((".jsonl", ".parquet", ".json"))) and bench == Path(train).stem)
 
 
 def _benchmarks(runs: Sequence[RunData]) -> list[str]:
+    """Benchmark labels in the order they first appear in the metrics (then in the sample files)."""
     out: list[str] = []
     for r in runs:
-        for b in (r.config.get("eval") or {}).get("benchmarks") or []:
-            if b not in out:
-                out.append(str(b))
-    for r in runs:
-        for rec in r.records.values():
-            for k in rec:
+        for step in sorted(r.records):
+            for k in r.records[step]:
                 m = re.fullmatch(r"eval/(.+)/accuracy", k)
                 if m and m.group(1) not in out:
                     out.append(m.group(1))
+    for r in runs:
+        for step in r.eval_steps():
+            for b in r.samples(step):
+                if b not in out:
+                    out.append(b)
     return out
 
 
