@@ -13,6 +13,15 @@ from sdlab.analysis.info import context_logratios, epistemic_token_ids, summariz
 from sdlab.models import load_tokenizer
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; one thread keeps these tests fast on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def lm(tiny_qwen3):
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen3).eval()

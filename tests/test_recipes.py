@@ -14,6 +14,17 @@ from sdlab.config import Config, load_config
 from sdlab.experiments import sweep as sw
 from sdlab.experiments.eval_recipe import build_argv, eval_parser, load_eval_recipe
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread; on a busy 2-core machine, OpenMP threads spinning
+    against each other make every matmul ~10x slower. Restored after this module."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 TRAIN = sorted(p for p in RECIPES.rglob("*.yaml") if p.parent.name not in ("sweeps", "eval"))

@@ -262,3 +262,24 @@ def test_missing_folder_is_an_error(tmp_path):
 def test_highlight_escapes_and_marks():
     html = report.highlight_epistemic("<i>Wait</i> & unlikely HMMM")
     assert html == "&lt;i&gt;<mark>Wait</mark>&lt;/i&gt; &amp; un<mark>likely</mark> <mark>HMM</mark>M"
+
+
+def test_run_stopped_after_the_initial_eval_has_no_final_value(tmp_path):
+    run = write_run(tmp_path / "runs", "grpo", 8, "demo", 0)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text(lines[0] + "\n")  # only step 0 was logged
+    data = report.analyze(tmp_path / "runs")
+    table = data.table[data.groups[0].label]
+    assert table["eval/organism:ood/accuracy@0"]["mean"] == pytest.approx(ood_acc("grpo", 8, "demo", 0, 0))
+    assert table["eval/organism:ood/accuracy@final"]["n"] == 0
+    assert data.epistemic_change["organism:ood"]["groups"]  # the eval samples of step 4 are still there
+
+
+def test_groups_whose_values_print_alike_stay_apart(tmp_path):
+    for i, lr in enumerate((0.1, 0.1000000001)):
+        run = tmp_path / f"r{i}"
+        run.mkdir()
+        load_config(None, {"actor.lr": lr, "output_dir": str(run)}).save(run / "config.yaml")
+        (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward/mean": i}) + "\n")
+    _, groups = report.group_runs(report.load_runs(tmp_path))
+    assert [g.label for g in groups] == ["lr=0.1", "lr=0.1 #2"]

@@ -393,3 +393,22 @@ def test_timeout_memo_respects_longer_deadlines():
     assert grade(r"\boxed{x^{3}+y}", "11", timeout=0.5).reason == "timeout"  # remembered
     assert grade(r"\boxed{x^{3}+y}", "11", timeout=T).reason == "incorrect"  # longer deadline: re-run
     assert grader_mod._memo[key] == ("incorrect", T)
+
+
+def test_forked_child_gets_its_own_pool():
+    import multiprocessing as mp
+
+    assert grade(r"\boxed{x+x}", "2x", timeout=T).correct  # the parent's pool is running
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_grade_in_child, args=(q,))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0 and q.get(timeout=5) is True
+
+
+def _grade_in_child(q):
+    q.put(grade(r"\boxed{3x}", "x+2x", timeout=T).correct)
+    from sdlab.rewards import shutdown_pool
+
+    shutdown_pool()

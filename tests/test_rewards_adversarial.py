@@ -11,6 +11,7 @@ the documented ones:
   ``1 \le x < 2`` is incorrect, gold ``1 \le x < 2`` with prediction ``[1,2)`` is correct.
 """
 
+import functools
 import sys
 import threading
 import time
@@ -179,14 +180,10 @@ def test_true_hang_is_killed_and_pool_recovers():
     assert grade(r"\boxed{\sqrt{16}}", "4", timeout=1.0).correct
 
 
-def _hang_compare(gold, pred):  # runs in the worker (imported from this module)
-    time.sleep(120)
-
-
 def test_monkeypatched_hanging_worker_function(monkeypatch):
     """A worker function that never returns is killed at the deadline; the pool keeps working."""
     clear_cache()
-    monkeypatch.setattr(_mv, "mv_compare", _hang_compare)
+    monkeypatch.setattr(_mv, "mv_compare", functools.partial(pool_mod.sleep_task, 120))
     t0 = time.monotonic()
     res = grade(r"\boxed{x+1}", "x+2", timeout=1.0)
     assert res.reason == "timeout" and not res.correct
@@ -210,3 +207,29 @@ def test_dedicated_pool_kill_and_respawn_many_times():
 def test_process_survives():
     assert sys.getrecursionlimit() > 0
     assert grade(r"\boxed{1}", "1", timeout=DEADLINE).correct
+
+
+PATHOLOGICAL = [
+    "Answer: " + "\\text{" * 50_000,
+    "\\boxed{" + "{" * 50_000 + "}" * 50_000 + "}",
+    "\\boxed{" + "\\frac12" * 50_000 + "}",
+    "\\boxed{" + "1,000" * 100_000 + "}",
+    "\\boxed{" + "2^{" * 3000 + "}" * 3000 + "}",
+    "\\boxed{" * 50_000,
+    "Answer: " * 50_000,
+    "\\boxed{" + "(" * 20_000 + "}",
+]
+
+
+@pytest.mark.parametrize("grader", ["strict", "math_verify", "paper"])
+def test_pathological_strings_are_cheap(grader):
+    """Extraction, normalisation and guards are (near) linear: no sympy, no quadratic blow-up."""
+    for text in PATHOLOGICAL:
+        t0 = time.monotonic()
+        res = grade(text, "5", grader, timeout=DEADLINE)
+        assert not res.correct
+        assert time.monotonic() - t0 < 1.0, (grader, text[:40])
+    gold = "2^{" * 1500 + "1" + "}" * 1500  # a huge (trusted) gold is analysed quickly too
+    t0 = time.monotonic()
+    assert grade(r"\boxed{7}", gold, "strict").reason == "incorrect"
+    assert time.monotonic() - t0 < 1.0

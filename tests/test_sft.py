@@ -15,6 +15,15 @@ from sdlab.data.problems import Problem
 from sdlab.models import load_tokenizer
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; one thread keeps these tests fast on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _gen(pi, k, correct, *, prompt=(9, 9, 9, 9)):
     return Generation(problem=pi, problem_id=f"p{pi}", sample=k, level="answer", prompt_ids=list(prompt),
                       response_ids=[10 + k, 11, 1], text=f"resp {pi}.{k} wait", truncated=False, correct=correct)
@@ -60,12 +69,12 @@ def test_loss_masks_prompt_tokens(tiny_qwen3):
         for p, r in zip(prompts, responses):
             labels = torch.tensor([[-100] * len(p) + r])
             total += float(model(input_ids=torch.tensor([p + r]), labels=labels).loss) * len(r)
-    assert float(loss) == pytest.approx(total / n_tok, abs=1e-5)
+    assert float(loss.detach()) == pytest.approx(total / n_tok, abs=1e-5)
     assert nll == pytest.approx(total, abs=1e-4)
     # micro-batches with the batch's normaliser sum to the batch loss
 
     parts = [sft_micro_loss(model, [p], [r], 0, num_tokens=float(n_tok), num_seqs=2.0)[0] for p, r in zip(prompts, responses)]
-    assert float(sum(parts)) == pytest.approx(float(loss), abs=1e-6)
+    assert float(sum(parts).detach()) == pytest.approx(float(loss.detach()), abs=1e-6)
     logp = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -5.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     assert float(sft_loss(logp, mask, num_tokens=3, num_seqs=2)) == pytest.approx(7.0 / 3)

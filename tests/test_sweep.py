@@ -15,6 +15,17 @@ import yaml
 from sdlab.config import ConfigError
 from sdlab.experiments import sweep as sw
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread; on a busy 2-core machine, OpenMP threads spinning
+    against each other make every matmul ~10x slower. Restored after this module."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 BASE = {"model": {"name_or_path": "organism"}, "data": {"train": "organism:rl", "prompt_template": "plain"},
         "eval": {"benchmarks": ["organism:train", "organism:ood"]}, "reward": {"grader": "strict"}}
 
@@ -277,3 +288,131 @@ def test_real_training_failure_is_isolated(tmp_path, tiny_qwen3):
     assert results == {bad.name: "failed", good.name: "done"}
     assert "missing.jsonl" in sw.read_status(bad.dir)["error"]
     assert [json.loads(x)["step"] for x in (good.dir / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
+def toy_sweep(tmp_path, model, **spec):
+    data = tmp_path / "toy.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
+    ood = tmp_path / "toy_ood.jsonl"
+    ood.write_text("".join(json.dumps({**p, "id": "o" + p["id"], "problem": p["problem"] + " "}) + "\n" for p in PROBLEMS))
+    base = {"model": {"name_or_path": str(model), "device": "cpu"}, "reward": {"grader": "strict"},
+            "data": {"train": str(data), "train_batch_size": 2, "prompt_template": "plain"},
+            "rollout": {"n": 4, "max_new_tokens": 8}, "steps": 2,
+            "eval": {"benchmarks": [str(data), str(ood)], "every": 1, "limit": 4},
+            "sdpo": {"distillation_topk": 8, "max_reprompt_len": 64},
+            "logging": {"progress": False}, "checkpoint": {"save_every": 1, "save_final_model": False}}
+    return make_sweep(tmp_path, base=base, **spec)
+
+
+def test_subprocess_runner_isolates_runs_and_logs(tmp_path, tiny_qwen3, capsys):
+    path = toy_sweep(tmp_path, tiny_qwen3, overrides={"steps": 1, "eval.every": 0},
+                     axes={"rollout.max_new_tokens": [8, 0]}, name="len{rollout.max_new_tokens}")
+    with pytest.raises(ConfigError, match=r"sweep run 'len0': rollout\.max_new_tokens: must be >= 1"):
+        sw.run(cli_args(path))  # every run is validated before anything runs
+    assert not (tmp_path / "out").exists()
+
+    good = yaml.safe_load(path.read_text())["base"]["data"]["train"]
+    path = toy_sweep(tmp_path, tiny_qwen3, overrides={"steps": 1, "eval.every": 0},
+                     axes={"method": {"ok": {"data.train": good}, "bad": {"data.train": str(tmp_path / "missing.jsonl")}}},
+                     name="{method}")
+    assert sw.run(cli_args(path, parallel=2)) == 1  # one subprocess per run, two at a time
+    ok, bad = tmp_path / "out" / "ok", tmp_path / "out" / "bad"
+    assert sw.read_status(ok)["state"] == "done", (ok / "train.log").read_text()[-3000:]
+    st = sw.read_status(bad)
+    assert st["state"] == "failed" and "exit code" in st["error"] and "missing.jsonl" in st["error"]
+    log = (ok / "train.log").read_text()
+    assert "-m sdlab.cli train" in log and str(ok / "config.yaml") in log
+    assert [m["step"] for m in map(json.loads, (ok / "metrics.jsonl").read_text().splitlines())] == [1]
+    assert "1/2 done, 1 failed: bad" in capsys.readouterr().out
+
+
+def _train_in_process(run, resume):
+    from sdlab.engine.trainer import train
+
+    train(run.config, resume=resume)
+
+
+ORGANISM_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "organism.yaml"
+# A small organism (pretrained in seconds, cached per test session) and a tiny training budget.
+SMALL_ORGANISM = {"pretrain": {"steps": 30, "batch_size": 16, "warmup_steps": 5, "threads": 1},
+                  "model": {"hidden_size": 32, "intermediate_size": 64}}
+
+
+def test_end_to_end_organism_sweep_interrupted_resumed_and_reported(tmp_path, tmp_path_factory, monkeypatch):
+    from sdlab.engine import trainer as trainer_mod
+    from sdlab.engine.metrics import read_metrics
+    from sdlab.experiments.report import build_report
+
+    monkeypatch.setenv("SDLAB_ORGANISM_CACHE", str(tmp_path_factory.getbasetemp() / "organism-cache"))
+    path = tmp_path / "organism-sweep.yaml"
+    path.write_text(yaml.safe_dump({
+        "base": str(ORGANISM_CONFIG),
+        "overrides": {"steps": 2, "data.train_batch_size": 2, "rollout.n": 4, "eval.every": 1, "eval.limit": 4,
+                      "checkpoint.save_every": 1, "checkpoint.save_final_model": False, "logging.progress": False,
+                      "organism": SMALL_ORGANISM},
+        "axes": {"algorithm": ["grpo", "sdpo"], "data.coverage": [8, 32], "seed": [0, 1]},
+        "name": "{algorithm}-cov{data.coverage}-s{seed}", "output_dir": str(tmp_path / "out")}))
+    sweep = sw.load_sweep(path)
+    runs = sw.expand(sweep)
+    assert len(runs) == 8 and all(r.config.model.name_or_path == "organism" for r in runs)
+    sw.prepare(runs, sweep)
+
+    calls = []
+    original_step = trainer_mod.Trainer.step
+
+    def interrupting_runner(run, resume):
+        calls.append((run.name, resume))
+        if len(calls) < 4:
+            return _train_in_process(run, resume)
+
+        def step(trainer):  # Ctrl-C during the second step of the fourth run, after its step-1 checkpoint
+            if trainer.step_idx == 1:
+                raise KeyboardInterrupt
+            return original_step(trainer)
+
+        with monkeypatch.context() as m:
+            m.setattr(trainer_mod.Trainer, "step", step)
+            _train_in_process(run, resume)
+
+    with pytest.raises(KeyboardInterrupt):
+        sw.run_sweep(runs, runner=interrupting_runner, log=lambda *_: None)
+    assert [sw.read_status(r.dir)["state"] for r in runs] == ["done"] * 3 + ["failed"] + ["pending"] * 4
+    fourth = runs[3]
+    assert sw.read_status(fourth.dir)["error"].startswith("interrupted")
+    assert (fourth.dir / "checkpoints" / "step-1" / "COMPLETE").exists()
+
+    # the same sweep again, through the command (in-process to keep the test fast): finished runs are
+    # skipped, the interrupted one resumes from its checkpoint, the others start
+    resumed = []
+
+    def recording(run, resume):
+        resumed.append((run.name, resume))
+        _train_in_process(run, resume)
+
+    monkeypatch.setattr(sw, "inprocess_runner", recording)
+    assert sw.run(cli_args(path, in_process=True)) == 0
+    assert resumed == [(fourth.name, True)] + [(r.name, False) for r in runs[4:]]
+    for r in runs:
+        assert sw.read_status(r.dir)["state"] == "done", r.name
+        rows = read_metrics(r.dir / "metrics.jsonl")
+        assert [m["step"] for m in rows] == [0, 1, 2], r.name
+        assert "eval/organism:ood/accuracy" in rows[0] and "reward/mean" in rows[2]
+        assert sorted(p.name for p in (r.dir / "eval").iterdir()) == ["step-0", "step-1", "step-2"]
+    st = sw.read_status(fourth.dir)
+    assert st["attempts"] == 2 and st["resumed"] is True
+
+    report = build_report(tmp_path / "out", tmp_path / "report")
+    summary = json.loads((report.parent / "summary.json").read_text())
+    assert [g["label"] for g in summary["groups"]] == ["GRPO, coverage=8", "GRPO, coverage=32",
+                                                       "SDPO, coverage=8", "SDPO, coverage=32"]
+    assert all(g["seeds"] == [0, 1] for g in summary["groups"])
+    assert summary["benchmarks"] == {"in_domain": ["organism:train"], "ood": ["organism:ood"]}
+    assert summary["coverage"]["x"] == [8, 32]
+    assert set(summary["epistemic_change"]) == {"organism:train", "organism:ood"}
+    for g in summary["groups"]:
+        acc = g["metrics"]["eval/organism:ood/accuracy@final"]
+        assert acc["n"] == 2 and 0.0 <= acc["mean"] <= 1.0
+    text = report.read_text()
+    for fig in ("curve-reward-mean", "curve-eval-organism-train-accuracy", "curve-eval-organism-ood-accuracy",
+                "coverage-sweep", "epistemic-change-organism-ood", "samples"):
+        assert f'id="{fig}"' in text, fig

@@ -82,7 +82,7 @@ def _needs_full_forward(model) -> bool:
     scored through the full forward, not hidden states + head."""
     inner = model.module if hasattr(model, "module") else model
     cfg = getattr(inner, "config", None)
-    return any(getattr(cfg, k, None) not in (None, 1.0) for k in ("final_logit_softcapping", "logit_scale"))
+    return any(getattr(cfg, k, None) not in (None, 1.0) for k in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
 
 
 def _as_batch(x) -> list[list[int]]:

@@ -108,6 +108,8 @@ def run(args) -> int:
     unguided = generate_graded(backend, tokenizer, problems, jobs, params, level="none", **grading)
     groups = group_by_problem(unguided)
     keep = select_problems(groups, solve_range)
+    _log(f"unguided: {len(unguided)} responses, {sum(bool(g.correct) for g in unguided)} correct; "
+         f"{len(keep)} of {len(problems)} problems kept")
 
     # 2. every context level
     epi_ids = epistemic_token_ids(tokenizer)
@@ -141,6 +143,7 @@ def run(args) -> int:
                 rows.append({**_sample_row("guided", level, problems, g), "context_tokens": len(g.prompt_ids),
                              **_score_fields(s, args.token_level)})
         results[level] = level_summary(level, problems, guided, scored_g, scored_u, seed=args.seed)
+        _log(f"{level}: {len(scored_u)} unguided responses scored, {len(guided)} responses with the context")
 
     settings = {"model": args.model, "resolved_model": str(path), "benchmark": args.benchmark, "limit": args.limit,
                 "problems_loaded": len(problems), "problems_kept": len(keep), "solve_range": list(solve_range) if solve_range else None,
@@ -156,6 +159,12 @@ def run(args) -> int:
     print(format_table(results, args.n))
     print(f"wrote {out / 'info.json'}, {out / 'table1.csv'}, {out / 'samples.jsonl'}")
     return 0
+
+
+def _log(msg: str) -> None:
+    import sys
+
+    print(f"[sdlab info] {msg}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------- shared helpers

@@ -118,7 +118,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def train(self, resume: bool = False) -> dict[str, Any]:
+    def train(self, resume: bool = False, on_step=None) -> dict[str, Any]:
+        """Run to cfg.steps; `on_step(step)` is called after each step (progress reporting)."""
         cfg = self.cfg
         if self.accelerator.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +142,8 @@ class Trainer:
             self.metrics.log(self.step_idx, last)
             if self.step_idx == cfg.steps or (cfg.checkpoint.save_every and self.step_idx % cfg.checkpoint.save_every == 0):
                 self.save_checkpoint()
+            if on_step is not None:
+                on_step(self.step_idx)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(reward=f"{last.get('reward/mean', 0):.3f}", len=f"{last.get('response_length/mean', 0):.0f}")

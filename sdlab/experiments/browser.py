@@ -51,6 +51,10 @@ def headless_chromium(width: int = 1280, height: int = 900) -> Iterator[object]:
     opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=opts)
     try:
+        # Leave Chromium's start page (it loads chrome:// resources of its own) and forget its log,
+        # so that the performance log holds only what the next page requests.
+        driver.get("about:blank")
+        driver.get_log("performance")
         yield driver
     finally:
         driver.quit()

@@ -35,7 +35,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import yaml
 
@@ -89,7 +89,7 @@ class RunData:
     records: dict[int, dict[str, Any]]
     """step -> metrics (lines of the same step merged; later lines win)."""
     status: dict[str, Any] | None = None
-    _samples: dict[int, dict[str, list[dict]]] = field(default_factory=dict, repr=False)
+    _word_means: dict[tuple[int, str], dict[str, float] | None] = field(default_factory=dict, repr=False)
 
     @property
     def flat(self) -> dict[str, Any]:
@@ -118,12 +118,10 @@ class RunData:
         return out
 
     def final(self, key: str) -> float | None:
-        s = self.series(key)
+        """The last logged value after step 0 (a run that never got past the initial evaluation
+        has no final value)."""
+        s = [x for x in self.series(key) if x[0] > 0]
         return s[-1][1] if s else None
-
-    def final_step(self, key: str) -> int | None:
-        s = self.series(key)
-        return s[-1][0] if s else None
 
     def at(self, key: str, step: int) -> float | None:
         return _num(self.records.get(step, {}).get(key))
@@ -138,30 +136,68 @@ class RunData:
                     steps.append(int(m.group(1)))
         return sorted(steps)
 
-    def samples(self, step: int) -> dict[str, list[dict]]:
-        """Eval samples of one step, by benchmark label (`eval/step-<step>/<label>.jsonl`)."""
-        if step not in self._samples:
-            by_bench: dict[str, list[dict]] = {}
-            root = self.path / "eval" / f"step-{step}"
-            for f in sorted(root.rglob("*.jsonl")) if root.is_dir() else []:
-                for line in f.read_text(errors="replace").splitlines():
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if isinstance(rec, dict):  # the file is named by the benchmark's label
-                        by_bench.setdefault(str(f.relative_to(root).with_suffix("")), []).append(rec)
-            self._samples[step] = by_bench
-        return self._samples[step]
+    def sample_files(self, step: int) -> dict[str, Path]:
+        """Eval sample files of one step by benchmark label (`eval/step-<step>/<label>.jsonl`)."""
+        root = self.path / "eval" / f"step-{step}"
+        if not root.is_dir():
+            return {}
+        return {str(f.relative_to(root).with_suffix("")): f for f in sorted(root.rglob("*.jsonl"))}
 
-    def bench_samples(self, step: int, bench: str) -> list[dict]:
-        return self.samples(step).get(bench, [])
+    def iter_samples(self, step: int, bench: str) -> Iterator[dict]:
+        """Stream the samples of one benchmark at one step (files can be large: nothing is kept)."""
+        f = self.sample_files(step).get(bench)
+        if f is None:
+            return
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # a torn line
+                    continue
+                if isinstance(rec, dict):
+                    yield rec
+
+    def has_samples(self, step: int, bench: str) -> bool:
+        return next(self.iter_samples(step, bench), None) is not None
+
+    def word_means(self, step: int, bench: str) -> dict[str, float] | None:
+        """Mean count per response of each epistemic word (and "total") in one step's samples."""
+        key = (step, bench)
+        if key not in self._word_means:
+            from ..analysis.epistemic import EPISTEMIC_WORDS, count_epistemic
+
+            sums = dict.fromkeys(EPISTEMIC_WORDS, 0)
+            n = 0
+            for rec in self.iter_samples(step, bench):
+                for w, c in count_epistemic(str(rec.get("response") or ""), mode="paper").items():
+                    sums[w] += c
+                n += 1
+            if n:
+                out = {w: sums[w] / n for w in EPISTEMIC_WORDS}
+                out["total"] = float(sum(out[w] for w in EPISTEMIC_WORDS))
+                self._word_means[key] = out
+            else:
+                self._word_means[key] = None
+        return self._word_means[key]
+
+    def first_sample(self, step: int, bench: str, problem_id: Any) -> dict | None:
+        """The lowest-numbered sample of one problem."""
+        best = None
+        for rec in self.iter_samples(step, bench):
+            if rec.get("problem_id") == problem_id:
+                k = rec.get("sample") if isinstance(rec.get("sample"), int) else 0
+                if best is None or k < best[0]:
+                    best = (k, rec)
+        return best[1] if best else None
 
     def final_eval_step(self, bench: str) -> int | None:
-        steps = [s for s in self.eval_steps() if s > 0 and self.bench_samples(s, bench)]
-        return steps[-1] if steps else None
+        """The last eval step after the start that has samples of `bench`."""
+        for s in reversed(self.eval_steps()):
+            if s > 0 and bench in self.sample_files(s):
+                return s
+        return None
 
 
 def _read_records(path: Path) -> dict[int, dict[str, Any]]:
@@ -299,6 +335,11 @@ def group_runs(runs: Sequence[RunData], ignore: Iterable[str] = IGNORED_KEYS) ->
         members = sorted(members, key=lambda r: (_order_value("seed", r.seed), r.name))
         groups.append(Group(_label({k: values[k] for k in label_keys}, short), values, members, label_keys))
     groups.sort(key=lambda g: tuple(_order_value(k, g.values[k]) for k in differing))
+    seen: dict[str, int] = {}
+    for g in groups:  # values that print alike (0.1 vs 0.1000001) must not merge two groups
+        seen[g.label] = seen.get(g.label, 0) + 1
+        if seen[g.label] > 1:
+            g.label = f"{g.label} #{seen[g.label]}"
     return differing, groups
 
 
@@ -355,7 +396,7 @@ def _benchmarks(runs: Sequence[RunData]) -> list[str]:
                     out.append(m.group(1))
     for r in runs:
         for step in r.eval_steps():
-            for b in r.samples(step):
+            for b in r.sample_files(step):
                 if b not in out:
                     out.append(b)
     return out
@@ -397,10 +438,6 @@ class ReportData:
     richness: dict[str, Any] | None
     samples: dict[str, Any] | None
     title: str = "sdlab report"
-
-
-def _bench_label(b: str, in_domain: bool) -> str:
-    return f"{b} ({'in-domain' if in_domain else 'OOD'})"
 
 
 def analyze(runs_dir: str | Path, *, title: str | None = None) -> ReportData:
@@ -471,15 +508,6 @@ def analyze(runs_dir: str | Path, *, title: str | None = None) -> ReportData:
 # ---------------------------------------------------------------------------- the study's figures
 
 
-def _per_word_means(samples: list[dict]) -> dict[str, float]:
-    from ..analysis.epistemic import EPISTEMIC_WORDS, count_epistemic
-
-    counts = [count_epistemic(str(s.get("response") or ""), mode="paper") for s in samples]
-    out = {w: float(sum(c[w] for c in counts) / len(counts)) for w in EPISTEMIC_WORDS}
-    out["total"] = float(sum(out[w] for w in EPISTEMIC_WORDS))
-    return out
-
-
 def _epistemic_change(groups: list[Group], benches: list[str]) -> dict[str, dict[str, Any]]:
     """bench -> {"words": [...], "groups": {label: {word|total: stat of the per-run change,
     "initial": {...}, "final": {...}}}}. Per run: mean count per response in the final eval samples
@@ -493,11 +521,11 @@ def _epistemic_change(groups: list[Group], benches: list[str]) -> dict[str, dict
         for g in groups:
             deltas, initial, final = [], [], []
             for r in g.runs:
-                first = r.bench_samples(0, b) if 0 in r.eval_steps() else []
                 last_step = r.final_eval_step(b)
-                if not first or last_step is None:
+                a = r.word_means(0, b) if last_step is not None else None
+                z = r.word_means(last_step, b) if a is not None else None
+                if a is None or z is None:
                     continue
-                a, z = _per_word_means(first), _per_word_means(r.bench_samples(last_step, b))
                 initial.append(a)
                 final.append(z)
                 deltas.append({w: z[w] - a[w] for w in words})
@@ -596,36 +624,30 @@ def _richness(groups: list[Group], differing: list[str], ood: list[str]) -> dict
 
 
 def _pick_samples(groups: list[Group], benches: list[str]) -> dict[str, Any] | None:
-    """One problem, its step-0 and final responses (sample 0) for the first run of every group."""
+    """One problem, its step-0 and final responses (lowest sample index) for the first run of every
+    group that has both; OOD benchmarks first."""
     for b in benches:
         reps = []
         for g in groups:
             for r in g.runs:
                 last = r.final_eval_step(b)
-                if last is not None and 0 in r.eval_steps() and r.bench_samples(0, b):
+                if last is not None and r.has_samples(0, b):
                     reps.append((g, r, last))
                     break
         if not reps:
             continue
-        candidates = []
-        for s in reps[0][1].bench_samples(0, b):
-            pid = s.get("problem_id")
-            if pid not in candidates:
-                candidates.append(pid)
-
-        def find(run: RunData, step: int, pid: Any) -> dict | None:
-            rows = [s for s in run.bench_samples(step, b) if s.get("problem_id") == pid]
-            rows.sort(key=lambda s: s.get("sample", 0) if isinstance(s.get("sample"), int) else 0)
-            return rows[0] if rows else None
-
-        chosen = next((pid for pid in candidates
-                       if all(find(r, 0, pid) and find(r, last, pid) for _, r, last in reps)), None)
+        ids_at = lambda r, step: {rec.get("problem_id") for rec in r.iter_samples(step, b)}  # noqa: E731
+        common = None
+        for _, r, last in reps:
+            ids = ids_at(r, 0) & ids_at(r, last)
+            common = ids if common is None else common & ids
+        chosen = next((rec.get("problem_id") for rec in reps[0][1].iter_samples(0, b)
+                       if rec.get("problem_id") in (common or set())), None)
         if chosen is None:
             continue
-        rows = []
-        for g, r, last in reps:
-            rows.append({"group": g.label, "run": r.name, "final_step": last,
-                         "before": find(r, 0, chosen), "after": find(r, last, chosen)})
+        rows = [{"group": g.label, "run": r.name, "final_step": last,
+                 "before": r.first_sample(0, b, chosen), "after": r.first_sample(last, b, chosen)}
+                for g, r, last in reps]
         first = rows[0]["before"]
         return {"benchmark": b, "problem_id": chosen, "prompt": first.get("prompt"), "gold": first.get("gold"), "rows": rows}
     return None

@@ -161,7 +161,9 @@ def _train(world: World, model_cfg: TinyModelConfig, train_cfg: TrainConfig, dev
         input_ids, attention, labels = input_ids.to(device), attention.to(device), labels.to(device)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, train_cfg)
-        logits = model(input_ids=input_ids, attention_mask=attention).logits
+        # Right padding + causal attention: real tokens never see the padding, and padded positions
+        # carry no labels, so no attention mask is needed (and SDPA takes its causal fast path).
+        logits = model(input_ids=input_ids).logits
         loss = causal_lm_loss(logits, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -38,6 +38,9 @@ __all__ = [
     "find_matching_brace",
 ]
 
+MAX_NORMALIZE_CHARS = 2000
+"""Answers longer than this get only whitespace and ``$`` removal."""
+
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _ANSWER_LINE_RE = re.compile(r"(?i)answer\s*:[ \t]*([^\n]*)")
 
@@ -168,9 +171,27 @@ def _canonical_number(s: str) -> str:
 
 
 def _unwrap_outer_braces(s: str) -> str:
-    while len(s) >= 2 and s[0] == "{" and find_matching_brace(s, 0) == len(s) - 1:
-        s = s[1:-1]
-    return s
+    """``{{5}}`` -> ``5`` (only braces that enclose the whole string), in one linear pass."""
+    if not s.startswith("{"):
+        return s
+    n = len(s)
+    match: dict[int, int] = {}
+    stack: list[int] = []
+    i = 0
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            match[stack.pop()] = i
+        i += 1
+    k = 0
+    while 2 * k + 1 < n and s[k] == "{" and match.get(k) == n - 1 - k:
+        k += 1
+    return s[k : n - k] if k else s
 
 
 def normalize_answer(answer: str | None) -> str:
@@ -178,6 +199,10 @@ def normalize_answer(answer: str | None) -> str:
     if answer is None:
         return ""
     s = str(answer).strip()
+    if len(s) > MAX_NORMALIZE_CHARS:
+        # far longer than any real answer: only cheap linear clean-up, so that normalising
+        # adversarial input stays fast (an identical long gold still compares equal)
+        return re.sub(r"\s+", "", s.replace("$", ""))
     if _BOX_RE.search(s):
         boxed = extract_boxed(s)
         s = boxed if boxed is not None else ""  # empty or unterminated box: nothing

@@ -26,7 +26,10 @@ Graders (``GRADERS``)
     (no ``Answer:`` fallback; a box earlier in the response does not count).  Deliberate
     deviations from that code, all on its false positives: gold and prediction are parsed
     as ``\boxed{...}`` (a bare ``parse("3\sqrt{2}")`` reads ``3``), exact numbers are
-    compared exactly (step 3), and guards/deadlines replace the ineffective ``SIGALRM``.
+    compared exactly (step 3), guards/deadlines replace the ineffective ``SIGALRM``, and the
+    normalisation is :func:`~sdlab.rewards.extract.normalize_answer` (a superset of
+    lasgroup's ``normalize_answer``, except that only thousands separators are removed, not
+    every comma: ``1,2`` does not match ``12``).
 
 Reasons: ``correct``, ``incorrect``, ``no_answer``, ``truncated`` (``truncated=True`` and no
 answer found), ``timeout``, ``rejected:<why>``, ``error:<msg>``; all but ``correct`` give
@@ -36,7 +39,10 @@ answer (``pred=None``).  Repeated boxes: only the last one counts.
 Gold answers are validated for every grader, whatever the responses: a gold that
 normalises to "" (all graders) or that math-verify cannot parse (``parse`` returns ``[]``
 or times out; ``math_verify`` and ``paper``) raises :class:`GoldParseError` -- never a
-reward of 1.  ``grade_many`` raises it if any gold in the batch is bad.
+reward of 1.  ``grade_many`` raises it if any gold in the batch is bad.  (If the pool
+itself is broken -- workers cannot start -- golds are not blamed: the affected samples get
+``error:<msg>`` and a warning is logged.)  Timeouts are memoised too, but only reused for
+calls whose deadline is not longer than the one that expired.
 
 Feedback (algorithms.md §1.7; text for the self-distillation teacher): ``""`` when
 correct; else the truncation message if the response was truncated (as in lasgroup, this
@@ -49,6 +55,7 @@ Timeouts, rejections and errors get the same incorrect-answer feedback.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -108,6 +115,15 @@ class GradeResult:
 _memo_lock = threading.Lock()
 _memo: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()  # (gold, pred) -> (reason, timeout)
 _gold_memo: OrderedDict[str, str | None] = OrderedDict()  # gold -> None (ok) | error text
+
+
+def _reset_memo_lock_after_fork() -> None:
+    global _memo_lock
+    _memo_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_memo_lock_after_fork)
 
 
 def _memo_get(table: OrderedDict, key):

@@ -21,6 +21,10 @@ worker replaces it.  Anything a caller sees is a normal result or an exception o
 * :func:`get_pool` returns a lazily created module-level pool (``min(2, cpu)`` workers, or
   ``$SDLAB_REWARD_WORKERS``) that is shut down at interpreter exit.
 
+A process forked from one that already used the pool (e.g. a ``fork`` DataLoader worker)
+forgets the inherited default pool and, if it grades, starts its own with ``spawn`` (the
+parent's fork server cannot be used from a forked child).
+
 Like every ``spawn``/``forkserver`` user, a script that uses the pool at import time must
 guard its entry point with ``if __name__ == "__main__":`` (the workers import ``__main__``).
 """
@@ -166,7 +170,9 @@ def _worker_main(conn, memory_limit, max_str_digits, preload) -> None:
 # Small tasks for tests and health checks (module level so that workers can import them).
 
 
-def sleep_task(seconds: float) -> float:
+def sleep_task(seconds: float, *_ignored) -> float:
+    """Sleep; extra arguments are ignored (so ``partial(sleep_task, 60)`` can stand in for any
+    task function in tests)."""
     time.sleep(seconds)
     return seconds
 
@@ -188,10 +194,19 @@ def int_str_task(digits: int) -> int:
 
 
 class _Task:
-    __slots__ = ("fn", "args", "timeout", "future")
+    __slots__ = ("fn", "args", "timeout", "future", "claimed")
 
     def __init__(self, fn, args, timeout, future):
         self.fn, self.args, self.timeout, self.future = fn, args, timeout, future
+        self.claimed = False  # future already moved to RUNNING (a re-queued task)
+
+    def claim(self) -> bool:
+        """Move the future to RUNNING; False if the caller cancelled it while queued."""
+        if not self.claimed:
+            if not self.future.set_running_or_notify_cancel():
+                return False
+            self.claimed = True
+        return True
 
 
 class _Worker:
@@ -360,7 +375,9 @@ class VerifierPool:
         if self._ctx is None:
             name = self.context_name
             if name is None:
-                name = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+                # a forked child cannot use a fork server its parent started (waitpid fails)
+                usable = "forkserver" in mp.get_all_start_methods() and not _FORKED_CHILD
+                name = "forkserver" if usable else "spawn"
             ctx = mp.get_context(name)
             if name == "forkserver":
                 # import math-verify once in the fork server, so replacements start fast
@@ -379,6 +396,9 @@ class VerifierPool:
         )
         try:
             proc.start()
+        except BaseException:
+            parent_conn.close()
+            raise
         finally:
             child_conn.close()
         self._stats["spawned"] += 1
@@ -408,7 +428,7 @@ class VerifierPool:
         with self._lock:
             while self._queue:
                 task = self._queue.popleft()
-                if task.future.set_running_or_notify_cancel():
+                if task.claim():
                     return task
         return None
 
@@ -417,7 +437,7 @@ class VerifierPool:
             pending = list(self._queue)
             self._queue.clear()
         for task in pending:
-            if task.future.set_running_or_notify_cancel():
+            if task.claim() and not task.future.done():
                 task.future.set_exception(exc)
 
     def _finish(self, w: _Worker, ok: bool, value: Any) -> None:
@@ -457,7 +477,7 @@ class VerifierPool:
                             w.conn.send((task.fn, task.args))
                         except (OSError, EOFError):  # worker died while idle: retry elsewhere
                             with self._lock:
-                                self._queue.appendleft(_Task(task.fn, task.args, task.timeout, task.future))
+                                self._queue.appendleft(task)
                             self._kill(w)
                             continue
                         except Exception as exc:  # not picklable
@@ -563,6 +583,7 @@ _DEFAULT: VerifierPool | None = None
 _DEFAULT_KWARGS: dict = {}
 _DEFAULT_LOCK = threading.Lock()
 _ATEXIT_REGISTERED = False
+_FORKED_CHILD = False
 
 
 def get_pool() -> VerifierPool:
@@ -592,3 +613,16 @@ def shutdown_pool() -> None:
         pool, _DEFAULT = _DEFAULT, None
     if pool is not None:
         pool.shutdown()
+
+
+def _after_fork_in_child() -> None:
+    # a forked child (e.g. a DataLoader worker) has no manager thread and does not own the
+    # parent's workers: forget the default pool; the child starts its own (spawn) if it grades
+    global _DEFAULT, _DEFAULT_LOCK, _FORKED_CHILD
+    _DEFAULT = None
+    _DEFAULT_LOCK = threading.Lock()
+    _FORKED_CHILD = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
