@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(next((a for a in argv if a in COMMANDS), None))
-    args = parser.parse_intermixed_args(argv)
+    args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2

@@ -73,8 +73,8 @@ class RolloutConfig:
     top_k: int = 0
     max_new_tokens: int = 256
     """Response budget (verl data.max_response_length)."""
-    prompts_per_generate: int = 64
-    """Prompts per generate call; bounds rollout memory. Results do not depend on it."""
+    generation_batch_size: int = 256
+    """Sequences (prompt copies) per generate call; bounds rollout memory. Results do not depend on it."""
     vllm_gpu_memory_utilization: float = 0.3
 
 
@@ -187,6 +187,28 @@ class CheckpointConfig:
 
 
 @dataclass
+class SFTConfig:
+    """Off-policy self-distillation (`sdlab sft`): SFT on correct traces generated with a context."""
+
+    guidance: str = "none"
+    """Context the traces are generated with: none | feedback | demo_answer | demo | answer | solution."""
+    epochs: int = 3
+    batch_size: int = 8
+    """Traces per optimizer step (micro-batches of actor.micro_batch_size sequences)."""
+    max_length: int = 4096
+    """Prompt + response tokens per example; longer responses are cut at the end."""
+    traces_per_problem: int = 1
+    """Correct traces kept per problem, first in sample order (the study: 1); 0 = all."""
+    solve_range: list[int] | None = None
+    """[LO, HI]: keep problems with LO..HI of the rollout.n unguided responses correct (the study: [1, 4])."""
+    max_problems: int | None = None
+    """Stop after this many problems with a trace (the study collects 800)."""
+    loss_agg_mode: str = "token-mean"
+    """token-mean (NLL per response token of the batch) | seq-mean-token-mean."""
+    shuffle: bool = True
+
+
+@dataclass
 class Config:
     algorithm: str = "grpo"
     teacher_context: str = "answer"
@@ -205,6 +227,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     organism: dict[str, Any] = field(default_factory=dict)
     """Overrides of the organism's WorldConfig when model/data use the organism."""
 
@@ -387,7 +410,7 @@ def _validate(c: Config) -> None:
     _check(0 < r.top_p <= 1, "rollout.top_p", "must be in (0, 1]")
     _check(r.top_k >= 0, "rollout.top_k", "must be >= 0 (0 disables)")
     _check(r.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")
-    _check(r.prompts_per_generate >= 1, "rollout.prompts_per_generate", "must be >= 1")
+    _check(r.generation_batch_size >= 1, "rollout.generation_batch_size", "must be >= 1")
     _one_of(c.reward.grader, ("strict", "math_verify", "paper"), "reward.grader")
     _check(c.reward.timeout > 0, "reward.timeout", "must be > 0")
     _check(c.advantage.epsilon >= 0, "advantage.epsilon", "must be >= 0")
@@ -443,5 +466,16 @@ def _validate(c: Config) -> None:
     _check(e.temperature >= 0, "eval.temperature", "must be >= 0 (0 = greedy)")
     _check(0 < e.top_p <= 1, "eval.top_p", "must be in (0, 1]")
     _check(e.limit is None or e.limit >= 1, "eval.limit", "must be >= 1")
+    f = c.sft
+    _one_of(f.guidance, CONTEXT_LEVELS, "sft.guidance")
+    _check(f.epochs >= 1, "sft.epochs", "must be >= 1")
+    _check(f.batch_size >= 1, "sft.batch_size", "must be >= 1")
+    _check(f.max_length >= 2, "sft.max_length", "must be >= 2")
+    _check(f.traces_per_problem >= 0, "sft.traces_per_problem", "must be >= 0 (0 = all)")
+    _check(f.max_problems is None or f.max_problems >= 1, "sft.max_problems", "must be >= 1")
+    _one_of(f.loss_agg_mode, ("token-mean", "seq-mean-token-mean"), "sft.loss_agg_mode")
+    if f.solve_range is not None:
+        _check(len(f.solve_range) == 2 and 0 <= f.solve_range[0] <= f.solve_range[1], "sft.solve_range",
+               f"expected [LO, HI] with 0 <= LO <= HI, got {f.solve_range!r}")
     _check(c.checkpoint.save_every >= 0, "checkpoint.save_every", "must be >= 0")
     _check(c.checkpoint.keep_last >= 1, "checkpoint.keep_last", "must be >= 1")

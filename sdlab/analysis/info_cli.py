@@ -97,7 +97,7 @@ def run(args) -> int:
         raise ConfigError(f"--benchmark {args.benchmark!r} yielded no problems")
     prompts = PromptBuilder(tokenizer, template=args.prompt_template, system_prompt=args.system_prompt,
                             enable_thinking=args.enable_thinking, max_context_length=args.max_context_tokens)
-    backend = make_backend("hf", model, tokenizer, prompts_per_call=args.batch_size)
+    backend = make_backend("hf", model, tokenizer, batch_size=args.batch_size)
     params = SamplingParams(args.temperature, args.top_p, args.top_k, args.max_new_tokens)
     grading = dict(grader=args.grader, timeout=args.timeout, reveal_answer=args.reveal_answer_in_feedback)
     bench_key = zlib.crc32(args.benchmark.encode())

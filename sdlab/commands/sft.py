@@ -30,30 +30,11 @@ import dataclasses
 import json
 import re
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
-@dataclass
-class SFTConfig:
-    guidance: str = "none"
-    """Context the traces are generated with: none | feedback | demo_answer | demo | answer | solution."""
-    epochs: int = 3
-    batch_size: int = 8
-    """Traces per optimizer step (micro-batches of actor.micro_batch_size sequences)."""
-    max_length: int = 4096
-    """Prompt + response tokens per example; longer responses are cut at the end."""
-    traces_per_problem: int = 1
-    """Correct traces kept per problem, first in sample order (the study: 1); 0 = all."""
-    solve_range: list[int] | None = None
-    """[LO, HI]: keep problems with LO..HI of the rollout.n unguided responses correct (the study: [1, 4])."""
-    max_problems: int | None = None
-    """Stop after this many problems with a trace (the study collects 800)."""
-    loss_agg_mode: str = "token-mean"
-    """token-mean (NLL per response token of the batch) | seq-mean-token-mean."""
-    shuffle: bool = True
-
+from ..config import SFTConfig
 
 __doc__ += "\n".join(
     f"  sft.{f.name} (default {f.default!r})" for f in dataclasses.fields(SFTConfig)
@@ -78,7 +59,7 @@ def run(args) -> int:
     if args.print_config:
         import yaml
 
-        print(yaml.safe_dump(resolved_dict(cfg, sft), sort_keys=False))
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
     run_sft(cfg, sft, traces_only=args.traces_only, from_traces=args.from_traces)
     return 0
@@ -88,66 +69,11 @@ def run(args) -> int:
 
 
 def load_sft_config(path: str | None, overrides: list[str] = (), *, guidance: str | None = None):
-    """(Config, SFTConfig): the `sft` section and `sft.*` overrides are split off, the rest is the
-    engine's typed Config (validated as for `sdlab train`)."""
-    import yaml
+    """(Config, SFTConfig): the typed config, validated as for `sdlab train`, and its `sft` section."""
+    from ..config import load_config
 
-    from ..config import ConfigError, _build, _deep_set, config_from_dict, merge_overrides, parse_override
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: invalid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping")
-    sft_data = data.pop("sft", None) or {}
-    if not isinstance(sft_data, dict):
-        raise ConfigError("sft: expected a mapping")
-    rest: dict[str, Any] = {}
-    for text in overrides or []:
-        key, value = parse_override(text)
-        if key == "sft" or key.startswith("sft."):
-            if key == "sft":
-                raise ConfigError("override sft: set sft.<key>=value")
-            _deep_set(sft_data, key[4:], value)
-        else:
-            rest[key] = value
-    if guidance is not None:
-        sft_data["guidance"] = guidance
-    cfg = config_from_dict(merge_overrides(data, rest))
-    sft = _build(SFTConfig, sft_data, "sft.")
-    validate_sft(sft)
-    return cfg, sft
-
-
-def validate_sft(s: SFTConfig) -> SFTConfig:
-    from ..algorithms.sft import SFT_LOSS_MODES
-    from ..config import CONTEXT_LEVELS, ConfigError
-
-    def check(cond: bool, key: str, msg: str) -> None:
-        if not cond:
-            raise ConfigError(f"sft.{key}: {msg}")
-
-    check(s.guidance in CONTEXT_LEVELS, "guidance", f"{s.guidance!r} is not one of {', '.join(CONTEXT_LEVELS)}")
-    check(s.epochs >= 1, "epochs", "must be >= 1")
-    check(s.batch_size >= 1, "batch_size", "must be >= 1")
-    check(s.max_length >= 2, "max_length", "must be >= 2")
-    check(s.traces_per_problem >= 0, "traces_per_problem", "must be >= 0 (0 = all)")
-    check(s.max_problems is None or s.max_problems >= 1, "max_problems", "must be >= 1")
-    check(s.loss_agg_mode in SFT_LOSS_MODES, "loss_agg_mode", f"{s.loss_agg_mode!r} is not one of {', '.join(SFT_LOSS_MODES)}")
-    if s.solve_range is not None:
-        check(len(s.solve_range) == 2 and 0 <= s.solve_range[0] <= s.solve_range[1], "solve_range",
-              f"expected [LO, HI] with 0 <= LO <= HI, got {s.solve_range!r}")
-    return s
-
-
-def resolved_dict(cfg, sft: SFTConfig) -> dict:
-    return {**cfg.to_dict(), "sft": dataclasses.asdict(sft)}
+    cfg = load_config(path, list(overrides) + ([f"sft.guidance={guidance}"] if guidance is not None else []))
+    return cfg, cfg.sft
 
 
 # ---------------------------------------------------------------------------- pipeline
@@ -167,7 +93,7 @@ def run_sft(cfg, sft: SFTConfig, *, traces_only: bool = False, from_traces: str 
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(resolved_dict(cfg, sft), sort_keys=False))
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     device = resolve_device(cfg.model.device)
     torch.manual_seed(cfg.seed)
     if device.type == "cpu":
@@ -179,10 +105,10 @@ def run_sft(cfg, sft: SFTConfig, *, traces_only: bool = False, from_traces: str 
     rewind_metrics(out / "metrics.jsonl", -1)  # a fresh run: earlier lines move to metrics.orphaned.jsonl
     metrics = MetricsWriter(out, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
                             wandb_project=cfg.logging.wandb_project, run_name=cfg.logging.run_name,
-                            config=resolved_dict(cfg, sft))
+                            config=cfg.to_dict())
     backend = None
     if not (traces_only and from_traces) and (from_traces is None or cfg.eval.benchmarks):
-        backend = make_backend(cfg.rollout.backend, model, tokenizer, prompts_per_call=cfg.rollout.prompts_per_generate,
+        backend = make_backend(cfg.rollout.backend, model, tokenizer, batch_size=cfg.rollout.generation_batch_size,
                                gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization)
     try:
         if from_traces:

@@ -81,7 +81,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=a.betas, weight_decay=a.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.backend = make_backend(cfg.rollout.backend, self.accelerator.unwrap_model(self.model), self.tokenizer,
-                                    prompts_per_call=cfg.rollout.prompts_per_generate,
+                                    batch_size=cfg.rollout.generation_batch_size,
                                     gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization)
 
         self.problems = load_source(cfg.data.train, coverage=cfg.data.coverage, fields=cfg.data.fields,

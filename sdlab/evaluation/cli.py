@@ -52,7 +52,7 @@ def run(args) -> int:
 
         os.environ["SDLAB_DATA_DIR"] = args.data_dir
     model, tokenizer, path = load_model_and_tokenizer(ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype))
-    backend = make_backend(args.backend, model, tokenizer, prompts_per_call=args.batch_size)
+    backend = make_backend(args.backend, model, tokenizer, batch_size=args.batch_size)
     settings = EvalSettings(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                             max_new_tokens=args.max_new_tokens, grader=args.grader, timeout=args.timeout, seed=args.seed)
 

@@ -31,6 +31,8 @@ class Band:
     style: str = "-"
     marker: str | None = None
     color: str | None = None
+    clip: tuple[float | None, float | None] = (None, None)
+    """Draw the band within these bounds (e.g. (0, 1) for an accuracy; the numbers are not changed)."""
 
 
 @dataclass
@@ -68,8 +70,9 @@ def _draw_band(ax, b: Band, color: str) -> None:
     ys = [float("nan") if not _finite(v) else v for v in b.y]
     ax.plot(xs, ys, b.style, marker=b.marker, color=color, label=b.label, linewidth=1.6, markersize=4)
     if b.lo is not None and b.hi is not None:
-        lo = [v if _finite(v) else float("nan") for v in b.lo]
-        hi = [v if _finite(v) else float("nan") for v in b.hi]
+        low, high = b.clip
+        lo = [max(v, low) if low is not None else v for v in (v if _finite(v) else float("nan") for v in b.lo)]
+        hi = [min(v, high) if high is not None else v for v in (v if _finite(v) else float("nan") for v in b.hi)]
         if any(_finite(v) for v in lo):
             ax.fill_between(xs, lo, hi, color=color, alpha=0.18, linewidth=0)
             if len(xs) == 1 or sum(_finite(v) for v in lo) == 1:  # a lone point: show the interval

@@ -801,10 +801,11 @@ def report_sections(data: ReportData) -> list[Section]:
         for label, pts in data.curve_stats.get(key, {}).items():
             bands.append(plots.Band(label, [p["step"] for p in pts], [p["mean"] for p in pts],
                                     [_nan(p["ci_low"]) for p in pts], [_nan(p["ci_high"]) for p in pts],
-                                    marker="o" if len(pts) <= 12 else None))
+                                    marker="o" if len(pts) <= 12 else None, clip=_range_of(key)))
         if bands:
             png = plots.line_bands(bands, title=title, ylabel=ylabel)
-            blocks.append(figure_html(f"curve-{_slug(key)}", png, f"{title} ({key}): mean over seeds with 95% band."))
+            blocks.append(figure_html(f"curve-{_slug(key)}", png, f"{title} ({key}): mean over seeds with 95% band "
+                                                                  "(drawn within the metric's range)."))
     if blocks:
         sections.append(Section("curves", "Training curves", blocks))
 
@@ -835,7 +836,8 @@ def report_sections(data: ReportData) -> list[Section]:
         series = []
         for p in cov["panels"]:
             bands = [plots.Band(label, [q["coverage"] for q in pts], [q["mean"] for q in pts],
-                                [_nan(q["ci_low"]) for q in pts], [_nan(q["ci_high"]) for q in pts], marker="o")
+                                [_nan(q["ci_low"]) for q in pts], [_nan(q["ci_high"]) for q in pts], marker="o",
+                                clip=_range_of(p["metric"]))
                      for label, pts in p["series"].items()]
             hl = [("initial model", p["initial_model"])] if p.get("initial_model") is not None else []
             series.append(plots.Series(p["title"], "final accuracy" if "accuracy" in p["metric"] else "final score", bands, hl))
@@ -862,7 +864,7 @@ def report_sections(data: ReportData) -> list[Section]:
             for label, pts in p["series"].items():
                 pos = [levels.index(q["level"]) for q in pts]
                 bands.append(plots.Band(label, pos, [q["mean"] for q in pts], [_nan(q["ci_low"]) for q in pts],
-                                        [_nan(q["ci_high"]) for q in pts], marker="o"))
+                                        [_nan(q["ci_high"]) for q in pts], marker="o", clip=_range_of(p["metric"])))
             hl = []
             if len(p["series"]) == 1:
                 ref = next(iter(p["references"].values()))
@@ -933,6 +935,13 @@ def _sample_cell(s: dict, heading: str, which: str) -> str:
     meta = (f"{verdict}; prediction <code>{esc(s.get('pred'))}</code>; {esc(s.get('num_tokens'))} tokens"
             f"{' (truncated)' if s.get('truncated') else ''}; {epi} epistemic words")
     return f'<div class="sample {which}"><b>{esc(heading)}</b><br><span class="note">{meta}</span><pre>{body}</pre></div>'
+
+
+def _range_of(key: str) -> tuple[float | None, float | None]:
+    """The values a metric can take, to draw its bands within (the numbers are not clipped)."""
+    if key.endswith(("/accuracy", "/pass@1", "/truncation_rate")) or key == "reward/mean":
+        return (0.0, 1.0)
+    return (0.0, None)
 
 
 def _nan(v: Any) -> float:

@@ -3,11 +3,11 @@
 from .base import Rollout, RolloutBackend, SamplingParams, sample_seed
 
 
-def make_backend(name: str, model, tokenizer, *, prompts_per_call: int = 64, **kwargs) -> RolloutBackend:
+def make_backend(name: str, model, tokenizer, *, batch_size: int = 64, **kwargs) -> RolloutBackend:
     if name == "hf":
         from .hf import HFRolloutBackend
 
-        return HFRolloutBackend(model, tokenizer, prompts_per_call=prompts_per_call)
+        return HFRolloutBackend(model, tokenizer, batch_size=batch_size)
     if name == "vllm":
         from .vllm import VLLMRolloutBackend
 

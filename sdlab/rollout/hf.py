@@ -53,10 +53,10 @@ def eos_ids(tokenizer, model=None) -> list[int]:
 class HFRolloutBackend:
     """Generates with the trainer's own model object (so weights never need syncing)."""
 
-    def __init__(self, model, tokenizer, *, prompts_per_call: int = 64):
+    def __init__(self, model, tokenizer, *, batch_size: int = 64):
         self.model = model
         self.tokenizer = tokenizer
-        self.prompts_per_call = prompts_per_call
+        self.batch_size = batch_size
         self.eos = eos_ids(tokenizer, model)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
 
@@ -68,8 +68,8 @@ class HFRolloutBackend:
         if len(prompts) != len(seeds):
             raise ValueError("generate: one seed per prompt is required")
         out: list[Rollout] = []
-        for start in range(0, len(prompts), self.prompts_per_call):
-            out.extend(self._generate(prompts[start : start + self.prompts_per_call], seeds[start : start + self.prompts_per_call], params))
+        for start in range(0, len(prompts), self.batch_size):
+            out.extend(self._generate(prompts[start : start + self.batch_size], seeds[start : start + self.batch_size], params))
         return out
 
     def _generate(self, prompts, seeds, params: SamplingParams) -> list[Rollout]:
