@@ -2,6 +2,7 @@
 the eval recipes map onto `sdlab eval`, and every training recipe runs one real training step
 once its model and data are swapped for tiny local ones."""
 
+import argparse
 import dataclasses
 import json
 import math
@@ -87,12 +88,16 @@ def test_recipes_of_one_model_differ_only_in_the_method():
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=rel)
-def test_sweep_expands(path, capsys):
+def test_sweep_expands(path, capsys, tmp_path):
     sweep = sw.load_sweep(path)
     runs = sw.expand(sweep)  # validates every run's config
     assert runs and len({r.name for r in runs}) == len(runs)
     grid = sw.format_grid(runs, sw.plan(runs))
     assert all(r.name in grid for r in runs)
+    parser = argparse.ArgumentParser()
+    sw.add_arguments(parser)
+    assert sw.run(parser.parse_args([str(path), "--dry-run", "--output-dir", str(tmp_path / "out")])) == 0
+    assert f"{len(runs)} of {len(runs)} runs" in capsys.readouterr().out and not (tmp_path / "out").exists()
     assert all(r.config.output_dir == str(sweep.output_dir / r.name) for r in runs)
     if path.stem in ("deepseek-r1-distill-qwen-7b", "qwen3-8b-think", "qwen3-8b-nothink"):
         # the method axis reproduces the per-method recipes exactly

@@ -75,6 +75,12 @@ def test_linked_axis_exclude_and_default_names(tmp_path):
     assert runs[0].name == "ema-0.1-1e-06" and runs[0].config.sdpo.teacher.update_rate == 0.1
 
 
+def test_base_may_use_dotted_keys(tmp_path):
+    runs = expand(tmp_path, base={**BASE, "data.coverage": 8, "sdpo.teacher.kind": "ema"}, axes={"seed": [0]})
+    assert runs[0].config.data.coverage == 8 and runs[0].config.data.train == "organism:rl"
+    assert runs[0].config.sdpo.teacher.kind == "ema" and runs[0].name == "0"
+
+
 def test_base_file_relative_to_the_sweep_file(tmp_path):
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "base.yaml").write_text(yaml.safe_dump({**BASE, "steps": 7}))

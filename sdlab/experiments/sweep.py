@@ -319,8 +319,9 @@ def expand(sweep: Sweep) -> list[RunSpec]:
         settings: dict[str, Any] = {}
         for a, i in zip(sweep.axes, combo):
             settings.update(a.settings[i])
-        data = copy.deepcopy(sweep.base)
+        data: dict[str, Any] = {}
         try:
+            merge_overrides(data, flatten(copy.deepcopy(sweep.base)))  # nested or dotted keys alike
             merge_overrides(data, dict(sweep.overrides))
             merge_overrides(data, dict(settings))
         except ConfigError as e:

@@ -27,7 +27,9 @@ class TinyModelConfig:
     num_kv_heads: int = 4
     max_position_embeddings: int = 256
     rope_theta: float = 10000.0
-    tie_word_embeddings: bool = True
+    tie_word_embeddings: bool = False
+    """Untied: with tied embeddings the digit words (keys and values of the facts) learn the facts
+    far more slowly (no recall after 600 fact-only steps vs 96% untied after 500)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
