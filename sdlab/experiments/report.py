@@ -743,6 +743,8 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:2em;border-bottom:1px solid 
 h3{margin-top:1.4em}.meta{color:#555}nav ul{columns:2;padding-left:1.2em}
 figure{margin:1em 0;display:inline-block;max-width:100%}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#444;font-size:.92em;max-width:900px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:.5em 1.5em}
+.grid figure{margin:.5em 0}
 .scroll{overflow-x:auto}table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid #ddd;padding:.3em .55em;text-align:left;vertical-align:top;white-space:nowrap}
 th{background:#f4f6f8}tbody tr:nth-child(even){background:#fafafa}
@@ -807,7 +809,7 @@ def report_sections(data: ReportData) -> list[Section]:
             blocks.append(figure_html(f"curve-{_slug(key)}", png, f"{title} ({key}): mean over seeds with 95% band "
                                                                   "(drawn within the metric's range)."))
     if blocks:
-        sections.append(Section("curves", "Training curves", blocks))
+        sections.append(Section("curves", "Training curves", [f'<div class="grid">{"".join(blocks)}</div>']))
 
     # -- per-word epistemic change
     blocks = []
