@@ -40,6 +40,9 @@ class ModelConfig:
     trust_remote_code: bool = False
     attn_implementation: str | None = None
     gradient_checkpointing: bool = False
+    cpu_threads: int | None = None
+    """torch CPU threads (None = torch's default, one per core). Tiny models run fastest with 1,
+    and OpenMP threads that spin on a busy machine can slow them down tenfold."""
 
 
 @dataclass
@@ -399,6 +402,7 @@ def _validate(c: Config) -> None:
     _one_of(c.algorithm, ALGORITHMS, "algorithm")
     _one_of(c.teacher_context, CONTEXT_LEVELS, "teacher_context")
     _check(c.steps >= 1, "steps", "must be >= 1")
+    _check(c.model.cpu_threads is None or c.model.cpu_threads >= 1, "model.cpu_threads", "must be >= 1")
     _one_of(c.model.dtype, ("auto", "float32", "bfloat16", "float16"), "model.dtype")
     _check(c.data.train_batch_size >= 1, "data.train_batch_size", "must be >= 1")
     _check(c.data.coverage is None or c.data.coverage >= 1, "data.coverage", "must be >= 1")

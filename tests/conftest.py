@@ -30,3 +30,11 @@ def shared_data():
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data folder not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def pytest_configure(config):
+    # Tiny models gain nothing from several threads, and OpenMP threads spinning against each
+    # other (reward workers, subprocesses) slow a 2-core machine down many times over.
+    import torch
+
+    torch.set_num_threads(1)

@@ -70,6 +70,8 @@ class Trainer:
         self.rank = self.accelerator.process_index
         self.out = Path(cfg.output_dir)
         set_seed(cfg.seed)
+        if cfg.model.cpu_threads:
+            torch.set_num_threads(cfg.model.cpu_threads)
         if cfg.model.device == "cpu" or self.accelerator.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
 

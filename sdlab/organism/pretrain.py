@@ -45,8 +45,8 @@ COMPLETE = "organism.json"
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 1600
-    batch_size: int = 64
-    """Documents per step."""
+    tokens_per_batch: int = 2048
+    """Padded tokens per step (documents per step vary with their length)."""
     lr: float = 3e-3
     warmup_steps: int = 60
     min_lr_ratio: float = 0.05
@@ -103,12 +103,28 @@ def _encode_doc(doc, vocab: dict[str, int], unk: int, eos: int) -> tuple[list[in
 
 
 def _batches(world: World, train_cfg: TrainConfig, vocab: dict[str, int], pad: int, unk: int, eos: int):
+    """Batches of about `tokens_per_batch` (padded) tokens. Documents are length-sorted inside a pool
+    of `bucket` batches (little padding) and the batches shuffled. A fixed token budget per step, not
+    a fixed number of documents, keeps every trained token at the same weight: with Adam each step
+    moves the weights about equally, so steps of short documents would otherwise count far more."""
     docs = iter_docs(world, seed=train_cfg.seed)
     rng = random.Random(f"sdlab-organism-batches:{train_cfg.seed}")
+    budget = train_cfg.tokens_per_batch
     while True:
-        pool = [_encode_doc(next(docs), vocab, unk, eos) for _ in range(train_cfg.batch_size * train_cfg.bucket)]
+        pool, total = [], 0
+        while total < budget * train_cfg.bucket:
+            ids, lab = _encode_doc(next(docs), vocab, unk, eos)
+            pool.append((ids, lab))
+            total += len(ids)
         pool.sort(key=lambda p: len(p[0]))
-        chunks = [pool[i : i + train_cfg.batch_size] for i in range(0, len(pool), train_cfg.batch_size)]
+        chunks, cur = [], []
+        for item in pool:
+            if cur and len(item[0]) * (len(cur) + 1) > budget:
+                chunks.append(cur)
+                cur = []
+            cur.append(item)
+        if cur:
+            chunks.append(cur)
         rng.shuffle(chunks)
         for chunk in chunks:
             width = max(len(ids) for ids, _ in chunk)
