@@ -9,7 +9,7 @@ def test_demo_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv("SDLAB_ORGANISM_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
     rc = main(["demo", "--seeds", "2", "--steps", "2", "--eval-every", "1", "--out", str(out),
-               "organism.pretrain.steps=20", "organism.pretrain.batch_size=16", "data.train_batch_size=4",
+               "organism.pretrain.steps=20", "organism.pretrain.tokens_per_batch=512", "data.train_batch_size=4",
                "data.coverage=8", "rollout.n=4", "eval.limit=6", "eval.n=1"])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -27,5 +27,5 @@ def test_demo_smoke(tmp_path, monkeypatch):
     assert "<img" in html and "claims on the organism" in html
     # a second call reuses the finished runs
     assert main(["demo", "--seeds", "2", "--steps", "2", "--eval-every", "1", "--out", str(out),
-                 "organism.pretrain.steps=20", "organism.pretrain.batch_size=16", "data.train_batch_size=4",
+                 "organism.pretrain.steps=20", "organism.pretrain.tokens_per_batch=512", "data.train_batch_size=4",
                  "data.coverage=8", "rollout.n=4", "eval.limit=6", "eval.n=1"]) == 0

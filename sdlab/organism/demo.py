@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="base config (default: configs/organism.yaml)")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--jobs", type=int, default=None, help="runs at a time (default: one per CPU core on cpu, 1 on a GPU)")
     p.add_argument("overrides", nargs="*", help="extra key.sub=value overrides for every run")
 
 
@@ -51,7 +55,6 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from ..config import load_config
-    from ..engine.trainer import Trainer
     from .registry import organism_base_path, organism_world
 
     t_start = time.perf_counter()
@@ -69,21 +72,18 @@ def run(args) -> int:
     t_pretrain = time.perf_counter() - t0
 
     runs = [(cov, alg, seed) for cov in coverages for seed in range(args.seeds) for alg in algorithms]
-    bar = tqdm(total=len(runs) * steps, desc="demo", unit="step", dynamic_ncols=True)
-    run_dirs: dict[tuple[int, str, int], Path] = {}
+    run_dirs = {r: out / "runs" / f"cov{r[0]}" / f"{r[1]}-s{r[2]}" for r in runs}
+    jobs = args.jobs or (os.cpu_count() or 1 if base.model.device == "cpu" else 1)
+    bar = tqdm(total=len(runs) * steps, desc=f"demo ({jobs} at a time)", unit="step", dynamic_ncols=True)
+    commands = {}
     for cov, alg, seed in runs:
-        run_dir = out / "runs" / f"cov{cov}" / f"{alg}-s{seed}"
-        run_dirs[(cov, alg, seed)] = run_dir
-        bar.set_description(f"demo |D|={cov} {alg} seed {seed}")
-        cfg = load_config(config_path, list(args.overrides) + [
+        commands[(cov, alg, seed)] = [
+            sys.executable, "-m", "sdlab.cli", "train", str(config_path), *args.overrides,
             f"model.device={args.device}", f"algorithm={alg}", f"teacher_context={args.teacher_context}",
             f"seed={seed}", f"steps={steps}", f"data.coverage={cov}", f"eval.every={eval_every}",
-            f"output_dir={run_dir}", "logging.progress=false",
-        ])
-        if _finished(run_dir, steps):
-            bar.update(steps)
-            continue
-        Trainer(cfg).train(resume=True, on_step=lambda _step: bar.update(1))
+            f"output_dir={run_dirs[(cov, alg, seed)]}", "logging.progress=false", "--resume",
+        ]
+    _run_all(commands, run_dirs, steps, jobs, bar)
     bar.close()
     t_train = time.perf_counter() - t0 - t_pretrain
 
@@ -127,6 +127,43 @@ def _checks_section(summary: dict):
             f"<p>Pretraining {t['pretrain_seconds']} s, training and evaluation {t['train_seconds']} s, "
             f"total {t['total_seconds']} s.</p>")
     return Section(id="claims", title="The study's claims on the organism", blocks=[body])
+
+
+def _steps_done(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    return sum(1 for line in path.read_text().splitlines() if '"reward/mean"' in line)
+
+
+def _run_all(commands: dict, run_dirs: dict, steps: int, jobs: int, bar) -> None:
+    """Run the training commands `jobs` at a time (one torch thread each), updating the bar from
+    each run's metrics.jsonl; a failed run stops the demo with the end of its log."""
+    pending = [r for r in commands if not _finished(run_dirs[r], steps)]
+    bar.update(sum(steps for r in commands if r not in pending))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    running: dict = {}
+    shown = {r: 0 for r in pending}
+    while pending or running:
+        while pending and len(running) < jobs:
+            r = pending.pop(0)
+            run_dirs[r].mkdir(parents=True, exist_ok=True)
+            log = open(run_dirs[r] / "train.log", "a")
+            running[r] = (subprocess.Popen(commands[r], env=env, stdout=log, stderr=subprocess.STDOUT), log)
+        time.sleep(0.5)
+        for r, (proc, log) in list(running.items()):
+            done = _steps_done(run_dirs[r])
+            bar.update(max(0, done - shown[r]))
+            shown[r] = max(shown[r], done)
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[r]
+            if proc.returncode != 0:
+                for other, _ in running.values():
+                    other.kill()
+                tail = (run_dirs[r] / "train.log").read_text()[-3000:]
+                raise RuntimeError(f"demo run {run_dirs[r]} failed (exit {proc.returncode}):\n{tail}")
 
 
 def _finished(run_dir: Path, steps: int) -> bool:
