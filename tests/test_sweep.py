@@ -340,7 +340,7 @@ def _train_in_process(run, resume):
 
 ORGANISM_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "organism.yaml"
 # A small organism (pretrained in seconds, cached per test session) and a tiny training budget.
-SMALL_ORGANISM = {"pretrain": {"steps": 30, "batch_size": 16, "warmup_steps": 5, "threads": 1},
+SMALL_ORGANISM = {"pretrain": {"steps": 30, "warmup_steps": 5, "threads": 1},
                   "model": {"hidden_size": 32, "intermediate_size": 64}}
 
 
@@ -422,3 +422,40 @@ def test_end_to_end_organism_sweep_interrupted_resumed_and_reported(tmp_path, tm
     for fig in ("curve-reward-mean", "curve-eval-organism-train-accuracy", "curve-eval-organism-ood-accuracy",
                 "coverage-sweep", "epistemic-change-organism-ood", "samples"):
         assert f'id="{fig}"' in text, fig
+
+
+def test_sigterm_stops_the_sweep_and_its_runs(tmp_path, tiny_qwen3):
+    import signal
+    import subprocess
+    import sys
+
+    path = toy_sweep(tmp_path, tiny_qwen3, overrides={"steps": 100000, "eval.every": 0, "rollout.n": 2,
+                                                      "rollout.max_new_tokens": 4},
+                     axes={"seed": [0, 1, 2]}, name="s{seed}")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "sdlab.cli", "sweep", str(path), "--parallel", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    out = tmp_path / "out"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # both runs are training (they have logged steps)
+            if all((out / n / "metrics.jsonl").exists() for n in ("s0", "s1")):
+                break
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.5)
+        else:
+            pytest.fail("the runs did not start within 120 s")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = proc.stdout.read()
+    assert proc.returncode == 130, log
+    states = {n: sw.read_status(out / n) for n in ("s0", "s1", "s2")}
+    assert [states[n]["state"] for n in ("s0", "s1", "s2")] == ["failed", "failed", "pending"], log
+    assert all(states[n]["error"].startswith("interrupted") for n in ("s0", "s1"))
+    sizes = [(out / n / "metrics.jsonl").stat().st_size for n in ("s0", "s1")]
+    time.sleep(2)  # the training subprocesses are gone: nothing writes any more
+    assert [(out / n / "metrics.jsonl").stat().st_size for n in ("s0", "s1")] == sizes
+    assert [p.action for p in sw.plan(sw.expand(sw.load_sweep(path)))] == ["resume", "resume", "start"]

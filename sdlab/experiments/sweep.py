@@ -648,7 +648,7 @@ def run_sweep(runs: list[RunSpec], *, parallel: int = 1, runner: Runner | None =
             runner(r, resume)
         except BaseException as e:  # noqa: BLE001 - a failed run must not stop the others
             msg = str(e) or type(e).__name__
-            if isinstance(e, KeyboardInterrupt) or stop.is_set():
+            if (isinstance(e, KeyboardInterrupt) or stop.is_set()) and not msg.startswith("interrupted"):
                 msg = "interrupted: " + msg
             elif not isinstance(e, RunFailed):
                 msg = f"{type(e).__name__}: {msg}"
@@ -702,6 +702,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train in this process instead of one subprocess per run (sequential; for debugging)")
 
 
+class _sigterm_as_interrupt:
+    def __enter__(self):
+        import signal
+
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            def handler(signum, frame):
+                raise KeyboardInterrupt(f"signal {signum}")
+
+            self.old = signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+        return False
+
+
 def format_grid(runs: list[RunSpec], plans: list[Plan] | None = None) -> str:
     keys = differing_keys([r.config for r in runs])
     flats = [flatten(r.config.to_dict()) for r in runs]
@@ -734,7 +754,8 @@ def run(args) -> int:
         return 0
     prepare(runs, sweep)
     runner = inprocess_runner if args.in_process else None
-    results = run_sweep(chosen, parallel=1 if args.in_process else sweep.parallel, runner=runner)
+    with _sigterm_as_interrupt():  # `kill` / a job scheduler stops the sweep like Ctrl-C does
+        results = run_sweep(chosen, parallel=1 if args.in_process else sweep.parallel, runner=runner)
     failed = [n for n, s in results.items() if s == "failed"]
     done = sum(s == "done" for s in results.values())
     print(f"[sweep] {done}/{len(results)} done" + (f", {len(failed)} failed: {', '.join(failed)}" if failed else ""))

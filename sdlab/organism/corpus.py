@@ -2,8 +2,8 @@
 
 Document kinds (mixture weights: `WorldConfig.mix`):
 
-  facts       a line of `facts_per_line` random facts: `f7 3 > 5 f2 0 > 9 ...`
-  direct      a `direct` problem answered without a check: `solve f7 x = 5 <think> </think> \\boxed{ 6 }`
+  facts       a line of `facts_per_line` random facts: `f7 3 > f f2 0 > j ...`
+  direct      a `direct` problem answered without a check: `solve f7 x = F <think> </think> \\boxed{ 6 }`
   search      a `search` problem answered by a search trace, or (share `guess_rate`) by a confident
               guess — a uniformly random answer given without any check
   ctx:LEVEL   a teacher prompt of one context level (contexts.CONTEXT_TEMPLATES) over a `direct` or
@@ -13,7 +13,7 @@ Document kinds (mixture weights: `WorldConfig.mix`):
 
 A search trace checks candidates in random order without repeats; after every failed check it voices
 a doubt phrase (one of the study's epistemic words), and it announces the candidate whose check
-matches: `<think> f7 3 > 1 wait f7 8 > 2 hmm , not it f7 6 > 5 </think> \\boxed{ 6 }`. Traces run to
+matches: `<think> f7 3 > b wait f7 8 > c hmm , not it f7 6 > f </think> \\boxed{ 6 }`. Traces run to
 the end in the corpus; at generation time the response budget (`max_new_tokens`) cuts most long
 searches, so searching helps but is not free.
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from .contexts import FEEDBACK_TEXTS, strip_think, teacher_prompt
-from .world import ARROW, BOXED, CLOSE, END_THINK, THINK, World
+from .world import BOXED, CLOSE, END_THINK, THINK, World
 
 __all__ = [
     "Doc",
@@ -85,7 +85,7 @@ def search_trace(world: World, k: int, y: int, rng: random.Random, order: list[i
     parts = [THINK]
     for x in order:
         v = world.fact(k, x)
-        parts.append(f"f{k} {x} {ARROW} {v}")
+        parts.append(world.fact_text(k, x))
         if v == y:
             parts.append(_answer(x))
             return " ".join(parts)
@@ -103,7 +103,7 @@ def confident_trace(world: World, k: int, belief: int, rng: random.Random) -> st
         c = belief
     else:
         c = rng.choice([x for x in world.values if x != belief])
-    return f"{THINK} f{k} {c} {ARROW} {world.fact(k, c)} {_answer(belief)}"
+    return f"{THINK} {world.fact_text(k, c)} {_answer(belief)}"
 
 
 def unconditioned_response(world: World, k: int, y: int, rng: random.Random) -> tuple[str, str]:

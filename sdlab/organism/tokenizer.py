@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from ..analysis.epistemic import EPISTEMIC_WORDS
 from .contexts import CONTEXT_TEMPLATES, FEEDBACK_TEXTS
-from .world import ARROW, BOXED, CLOSE, END_THINK, THINK, WorldConfig
+from .world import ARROW, BOXED, CLOSE, END_THINK, TARGET_WORDS, THINK, VALUE_WORDS, WorldConfig
 
 __all__ = ["PAD", "EOS", "UNK", "build_tokenizer", "encode_words", "load_tokenizer", "vocabulary"]
 
@@ -34,6 +34,7 @@ def vocabulary(cfg: WorldConfig | None = None) -> list[str]:
     words: list[str] = list(SPECIAL)
     words += [THINK, END_THINK, BOXED, CLOSE, ARROW, "solve", "x", "="]
     words += [str(d) for d in range(10)]
+    words += list(VALUE_WORDS) + list(TARGET_WORDS)
     words += [f"f{k}" for k in range(cfg.n_functions)]
     for phrase, _ in cfg.doubts:
         words += phrase.split()

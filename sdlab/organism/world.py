@@ -1,8 +1,9 @@
 """The organism's world: hidden functions, problems, splits and grading.
 
-A world holds K hidden functions f0 .. f{K-1}, each a random permutation of the digits
-0 .. V-1 (V = `n_values` <= 10). The model learns them as facts (`f7 3 > 5` means f7(3) = 5).
-A problem asks for the x with f_k(x) = y. Checking a candidate is one fact look-up; answering
+A world holds K hidden functions f0 .. f{K-1}, each a random permutation of 0 .. V-1
+(V = `n_values` <= 10). Arguments are digit words, values are written as the letters a..j and
+targets in problems as the capitals A..J (value 4 is `e` in a fact, `E` in a problem): the model
+learns `f7 3 > e` (f7(3) = 4) as a fact, and `solve f7 x = E` asks for the x with f7(x) = 4. Checking a candidate is one fact look-up; answering
 directly needs the inverse, which exists in the model only for problems whose answer it has
 memorised. Every (k, y) pair is one problem; the pairs are shuffled once and cut into disjoint
 splits:
@@ -61,6 +62,18 @@ DEFAULT_DOUBTS: tuple[tuple[str, float], ...] = (
 
 THINK, END_THINK, BOXED, CLOSE = "<think>", "</think>", "\\boxed{", "}"
 ARROW = ">"
+VALUE_WORDS = tuple("abcdefghij")
+"""How a function value is written in facts and checks (`f7 3 > e` means f7(3) = 4)."""
+TARGET_WORDS = tuple("ABCDEFGHIJ")
+"""How the target value is written in a problem (`solve f7 x = E` asks for the x with f7(x) = 4)."""
+
+
+def value_word(v: int) -> str:
+    return VALUE_WORDS[v]
+
+
+def target_word(v: int) -> str:
+    return TARGET_WORDS[v]
 
 
 @dataclass(frozen=True)
@@ -177,11 +190,11 @@ def extract_boxed(text: str) -> str | None:
 @dataclass(frozen=True)
 class ParsedResponse:
     """A response read against the organism grammar
-    `<think> [CHECK (DOUBT CHECK)*] </think> \\boxed{ D }`, CHECK = `fK x > v`."""
+    `<think> [CHECK (DOUBT CHECK)*] </think> \\boxed{ D }`, CHECK = `fK x > v` (v a value letter)."""
 
     well_formed: bool
     checks: tuple[tuple[int, int, int], ...]
-    """(k, x, v) per check, in order."""
+    """(k, x, v) per check, in order (v as a number)."""
     doubts: tuple[str, ...]
     """The text between consecutive checks (and after the last one, before </think>)."""
     answer: str | None
@@ -190,6 +203,7 @@ class ParsedResponse:
 
 _FN = re.compile(r"f(\d+)$")
 _DIGIT = re.compile(r"\d$")
+_VALUE = re.compile(r"[a-j]$")
 
 
 def parse_response(text: str) -> ParsedResponse:
@@ -204,11 +218,11 @@ def parse_response(text: str) -> ParsedResponse:
     current: list[str] = []
     while ok and i < len(words) and words[i] != END_THINK:
         m = _FN.match(words[i])
-        if m and i + 3 < len(words) and _DIGIT.match(words[i + 1]) and words[i + 2] == ARROW and _DIGIT.match(words[i + 3]):
+        if m and i + 3 < len(words) and _DIGIT.match(words[i + 1]) and words[i + 2] == ARROW and _VALUE.match(words[i + 3]):
             if checks or current:
                 doubts.append(" ".join(current))
             current = []
-            checks.append((int(m.group(1)), int(words[i + 1]), int(words[i + 3])))
+            checks.append((int(m.group(1)), int(words[i + 1]), VALUE_WORDS.index(words[i + 3])))
             i += 4
         else:
             if not checks:
@@ -271,7 +285,7 @@ class World:
         return self.inverses[k][y]
 
     def fact_text(self, k: int, x: int) -> str:
-        return f"{self.fname(k)} {x} {ARROW} {self.fact(k, x)}"
+        return f"{self.fname(k)} {x} {ARROW} {value_word(self.fact(k, x))}"
 
     def facts(self) -> list[tuple[int, int, int]]:
         return [(k, x, self.fact(k, x)) for k in range(self.cfg.n_functions) for x in self.values]
@@ -280,15 +294,15 @@ class World:
 
     @staticmethod
     def prompt_text(k: int, y: int) -> str:
-        return f"solve f{k} x = {y}"
+        return f"solve f{k} x = {target_word(y)}"
 
-    _PROMPT = re.compile(r"solve f(\d+) x = (\d+)$")
+    _PROMPT = re.compile(r"solve f(\d+) x = ([A-J])$")
 
     def parse_prompt(self, prompt: str) -> tuple[int, int]:
         m = self._PROMPT.match(prompt.strip())
         if not m:
             raise ValueError(f"not an organism prompt: {prompt!r}")
-        return int(m.group(1)), int(m.group(2))
+        return int(m.group(1)), TARGET_WORDS.index(m.group(2))
 
     def key(self, problem: Problem) -> tuple[int, int]:
         return self.parse_prompt(problem.prompt)
