@@ -344,7 +344,7 @@ def run_eval(backend, tokenizer, model, prompts, cfg, out: Path, *, step: int) -
                             grader=cfg.reward.grader, timeout=cfg.reward.timeout, seed=cfg.seed)
     res: dict[str, Any] = {}
     for name in e.benchmarks:
-        problems = load_source(name, organism=cfg.organism, seed=cfg.seed, limit=e.limit)
+        problems = load_source(name, organism=cfg.organism, limit=e.limit)
         summary, samples = evaluate(backend, tokenizer, problems, settings, name=name,
                                     prompt_ids_fn=prompts.prompt_ids, prompt_text_fn=prompts.user_text)
         label = name if re.fullmatch(r"[\w.:-]+", name) else Path(name).stem  # a file path -> its stem

@@ -14,25 +14,29 @@ from .benchmarks import BENCHMARKS, load_benchmark
 
 
 def load_source(spec: str, *, coverage: int | None = None, fields: dict | None = None,
-                split: str = "train", organism: dict | None = None, seed: int = 0,
-                limit: int | None = None) -> list[Problem]:
+                split: str = "train", organism: dict | None = None, limit: int | None = None) -> list[Problem]:
     if spec.startswith("organism:"):
         from ..organism.registry import organism_problems
 
         problems = organism_problems(spec.split(":", 1)[1], coverage=coverage, overrides=organism or {})
     elif spec in BENCHMARKS:
         problems = load_benchmark(spec)
-        problems = _cover(problems, coverage, seed)
+        problems = _cover(problems, coverage)
     else:
         problems = load_problems(spec, FieldMap(**fields) if fields else None, split=split)
-        problems = _cover(problems, coverage, seed)
+        problems = _cover(problems, coverage)
     return problems[:limit] if limit else problems
 
 
-def _cover(problems: list[Problem], coverage: int | None, seed: int) -> list[Problem]:
-    """A seeded subset of |D| problems; nested in |D| (the first k of one fixed permutation)."""
+COVERAGE_SEED = 0
+"""Task-coverage subsets are fixed, like the study's seen_{1,8,64,128,512} files: the same |D|
+problems for every run seed and algorithm, and nested (smaller sets inside larger ones)."""
+
+
+def _cover(problems: list[Problem], coverage: int | None) -> list[Problem]:
+    """The first |D| problems of one fixed permutation, kept in file order."""
     if coverage is None or coverage >= len(problems):
         return problems
     order = list(range(len(problems)))
-    random.Random(seed).shuffle(order)
+    random.Random(COVERAGE_SEED).shuffle(order)
     return [problems[i] for i in sorted(order[:coverage])]

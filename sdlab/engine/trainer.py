@@ -87,7 +87,7 @@ class Trainer:
                                     gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization)
 
         self.problems = load_source(cfg.data.train, coverage=cfg.data.coverage, fields=cfg.data.fields,
-                                    split=cfg.data.split, organism=cfg.organism, seed=cfg.seed)
+                                    split=cfg.data.split, organism=cfg.organism)
         if not self.problems:
             raise ValueError(f"data.train={cfg.data.train!r} yielded no problems")
         self.sampler = DataSampler(len(self.problems), seed=cfg.seed, shuffle=cfg.data.shuffle)
@@ -128,8 +128,8 @@ class Trainer:
             cfg.save(self.out / "config.yaml")
         if resume:
             self._resume()
-        elif self.accelerator.is_main_process and (self.out / "metrics.jsonl").exists():
-            rewind_metrics(self.out / "metrics.jsonl", 0)
+        elif self.accelerator.is_main_process:
+            rewind_metrics(self.out / "metrics.jsonl", -1)  # a fresh start: earlier lines move aside
         if cfg.eval.every and cfg.eval.at_start and self.step_idx == 0:
             self.metrics.log(0, self.run_eval())
         bar = _progress(cfg.logging.progress and self.accelerator.is_main_process, cfg.steps, self.step_idx, "train")
@@ -162,7 +162,7 @@ class Trainer:
         path = ckpt.latest_checkpoint(self.out / "checkpoints")
         if path is None:
             if self.accelerator.is_main_process:
-                rewind_metrics(self.out / "metrics.jsonl", 0)
+                rewind_metrics(self.out / "metrics.jsonl", -1)
             return
         state, teacher_state = ckpt.load_checkpoint(path, model=self.model, optimizer=self.optimizer)
         self.step_idx = state["step"]
@@ -468,7 +468,7 @@ class Trainer:
         if name not in self._eval_cache:
             cfg = self.cfg
             self._eval_cache[name] = load_source(name, coverage=cfg.data.coverage if name.startswith("organism:") else None,
-                                                 organism=cfg.organism, seed=cfg.seed, limit=cfg.eval.limit)
+                                                 organism=cfg.organism, limit=cfg.eval.limit)
         return self._eval_cache[name]
 
     # ------------------------------------------------------------------ distributed helpers

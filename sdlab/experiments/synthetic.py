@@ -54,7 +54,7 @@ def write_synthetic_runs(root: str | Path, *, algorithms: Sequence[str] = ("grpo
                         "eval.every": eval_every, "actor.lr": 1e-5 if alg == "sdpo" else 1e-6,
                     })
                     cfg.save(run / "config.yaml")
-                    rng = random.Random(hash((alg, cov, ctx, seed)) & 0xFFFF)
+                    rng = random.Random(f"{alg}-{cov}-{ctx}-{seed}")  # stable across processes
                     strength = _CTX_STRENGTH.get(ctx, 0.5) if alg == "sdpo" else 0.0
                     breadth = math.log10(cov or 1000) / 3
                     lines = []
