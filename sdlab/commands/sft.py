@@ -116,7 +116,7 @@ def run_sft(cfg, sft: SFTConfig, *, traces_only: bool = False, from_traces: str 
             record: dict[str, Any] = {}
         else:
             problems = load_source(cfg.data.train, coverage=cfg.data.coverage, fields=cfg.data.fields,
-                                   split=cfg.data.split, organism=cfg.organism, seed=cfg.seed)
+                                   split=cfg.data.split, organism=cfg.organism)
             if not problems:
                 raise DataError(f"data.train={cfg.data.train!r} yielded no problems")
             traces, generations, record = generate_traces(backend, tokenizer, problems, prompts, cfg, sft)

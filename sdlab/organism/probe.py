@@ -74,6 +74,16 @@ def summarize(world: World, samples: Sequence[Sample]) -> dict[str, Any]:
     parsed = [parse_response(s.text) for s in samples]
     checks = [c for p in parsed for c in p.checks]
     good = sum(1 for k, x, v in checks if k < world.cfg.n_functions and x < world.cfg.n_values and world.fact(k, x) == v)
+    repeats = sum(len(p.checks) - len({x for _, x, _ in p.checks}) for p in parsed)
+    # decisions after a check: did the trace stop exactly when the value matched the target?
+    stop_ok = missed = 0
+    for s, p in zip(samples, parsed):
+        k, y = world.key(s.problem)
+        for i, (_, x, v) in enumerate(p.checks):
+            last = i == len(p.checks) - 1
+            if v == y:
+                stop_ok += last and p.well_formed
+                missed += not last
     return {
         "n": n,
         "acc": sum(s.correct for s in samples) / n,
@@ -85,6 +95,8 @@ def summarize(world: World, samples: Sequence[Sample]) -> dict[str, Any]:
         "truncated": sum(s.truncated for s in samples) / n,
         "checks": len(checks) / n,
         "facts_ok": good / len(checks) if checks else float("nan"),
+        "repeats": repeats / len(checks) if checks else float("nan"),
+        "missed_match": missed / max(1, missed + stop_ok),
     }
 
 
@@ -143,15 +155,16 @@ def probe(model, tokenizer, world: World, *, samples: int = 4, seed: int = 0, n_
 
 
 def format_report(results: dict[str, Any]) -> str:
-    cols = ("n", "acc", "length", "epistemic", "well_formed", "search", "no_check", "truncated", "checks", "facts_ok")
+    cols = ("n", "acc", "length", "epistemic", "well_formed", "search", "no_check", "truncated", "checks", "facts_ok",
+            "repeats", "missed_match")
     lines = [f"fact recall (greedy): {results['fact_recall']:.3f}", "",
-             f"{'set':<18}" + "".join(f"{c:>12}" for c in cols)]
+             f"{'set':<18}" + "".join(f"{c:>11}" for c in cols)]
 
     def row(name, r):
         cells = []
         for c in cols:
             v = r.get(c, float("nan"))
-            cells.append(f"{v:>12d}" if isinstance(v, int) else f"{v:>12.3f}")
+            cells.append(f"{v:>11d}" if isinstance(v, int) else f"{v:>11.3f}")
         return f"{name:<18}" + "".join(cells)
 
     for name in ("ood", "rl", "direct"):
