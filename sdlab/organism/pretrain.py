@@ -56,7 +56,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     """Seeds the initial weights, the corpus stream and the batch order."""
-    threads: int = 2
+    threads: int = 1
     """torch CPU threads during pretraining (part of the key: float sums depend on it)."""
     bucket: int = 16
     """Batches per length-sorted pool (less padding); order inside the pool is shuffled."""
