@@ -1,7 +1,7 @@
 """Load and save causal LMs the Hugging Face way: hub id or local path in, `save_pretrained` out.
 
 The organism (`name_or_path: organism`) resolves to its cached pretrained base, so the same
-engine trains a 1M-parameter world model and Qwen3-8B.
+engine trains a 0.6M-parameter world model and Qwen3-8B.
 """
 
 from __future__ import annotations

@@ -5,10 +5,16 @@ request like the HF backend's (vLLM's own sampler, so the two backends draw diff
 Log-probs are vLLM's *processed* log-probs (after temperature / top-k / top-p), which is what
 the trainer's rollout importance-sampling correction (`actor.rollout_is=token`) compares against
 its own recomputed log-probs. Weights are pushed to the engine after every optimizer update.
+
+The engine runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, as TRL's colocate mode), so
+a weight update is an in-memory copy through the worker's `reload_weights` (vLLM's in-place
+reload, which re-applies its post-load weight processing, e.g. the CPU backend's repacking), not
+a pickle of the state dict sent to a worker process.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 from .base import Rollout, SamplingParams
@@ -17,6 +23,7 @@ from .base import Rollout, SamplingParams
 class VLLMRolloutBackend:
     def __init__(self, model, tokenizer, *, gpu_memory_utilization: float = 0.3, max_model_len: int | None = None,
                  **_: object):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
             from vllm import LLM
         except ImportError as e:  # pragma: no cover - depends on the optional extra
@@ -36,9 +43,8 @@ class VLLMRolloutBackend:
 
     def update_weights(self, model) -> None:
         inner = model.module if hasattr(model, "module") else model
-        runner_model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-        for name, param in inner.state_dict().items():
-            runner_model.load_weights([(name, param)])
+        weights = [(name, t.detach()) for name, t in inner.state_dict().items()]
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()
 
     def generate(self, prompts: Sequence[list[int]], seeds: Sequence[int], params: SamplingParams) -> list[Rollout]:
