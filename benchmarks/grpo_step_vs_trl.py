@@ -3,8 +3,9 @@
 One step = 16 prompts x 8 samples, 64 new tokens, generation + reward + one optimizer update,
 on CPU with transformers.generate in both. Both runs use the same tiny Qwen3 checkpoint (built
 locally), the same prompts, the same cheap reward, token-level loss aggregation and no KL.
-The script alternates the two trainers and reports the median of several timed steps each
-(after one warm-up step), and the ratio TRL / sdlab.
+The script runs the two trainers one after the other and reports the median of several timed
+steps each (after one warm-up step), the ratio TRL / sdlab, and sdlab's own split of its step
+into generation and update (from its metrics.jsonl).
 
     python benchmarks/grpo_step_vs_trl.py [--repeats 5] [--threads 2] [--device cpu]
 """
@@ -39,7 +40,8 @@ def reward_text(text: str) -> float:
     return sum(c.isdigit() for c in text) / max(1, len(text))
 
 
-def time_sdlab(model_dir: Path, data: Path, out: Path, steps: int, device: str) -> list[float]:
+def time_sdlab(model_dir: Path, data: Path, out: Path, steps: int, device: str,
+               micro_batch: int) -> tuple[list[float], list[dict]]:
     from sdlab.config import load_config
     from sdlab.engine import trainer as trainer_mod
     from sdlab.rewards import GradeResult
@@ -51,18 +53,19 @@ def time_sdlab(model_dir: Path, data: Path, out: Path, steps: int, device: str) 
     cfg = load_config(None, [
         f"model.name_or_path={model_dir}", f"data.train={data}", f"output_dir={out}", f"model.device={device}",
         f"data.train_batch_size={PROMPTS}", f"rollout.n={SAMPLES}", f"rollout.max_new_tokens={NEW_TOKENS}",
-        "rollout.temperature=1.0", "actor.lr=1.0e-5", "actor.micro_batch_size=32", f"steps={steps + 1}",
+        "rollout.temperature=1.0", "actor.lr=1.0e-5", f"actor.micro_batch_size={micro_batch}", f"steps={steps + 1}",
         "logging.progress=false", "checkpoint.save_final_model=false", "data.prompt_template=plain",
     ])
     tr = trainer_mod.Trainer(cfg)
-    times = []
+    times, metrics = [], []
     for i in range(steps + 1):
         t0 = time.perf_counter()
-        tr.step()
+        m = tr.step()
         tr.step_idx += 1
         if i:
             times.append(time.perf_counter() - t0)
-    return times
+            metrics.append(m)
+    return times, metrics
 
 
 def time_trl(model_dir: Path, problems: list[dict], out: Path, steps: int, device: str) -> list[float]:
@@ -108,6 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--micro-batch", type=int, default=32,
+                   help="sdlab's actor.micro_batch_size (TRL runs the whole step, 128 rows, in one batch)")
     args = p.parse_args(argv)
 
     import torch
@@ -121,12 +126,16 @@ def main(argv=None) -> int:
 
     n_params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model_dir).parameters())
     problems = make_problems(root / "data.jsonl")
-    sd = time_sdlab(model_dir, root / "data.jsonl", root / "sdlab-run", args.repeats, args.device)
+    sd, split = time_sdlab(model_dir, root / "data.jsonl", root / "sdlab-run", args.repeats, args.device,
+                           args.micro_batch)
     trl = time_trl(model_dir, problems, root / "trl-run", args.repeats, args.device)
     ms, mt = statistics.median(sd), statistics.median(trl)
     result = {
         "model_parameters": n_params, "prompts": PROMPTS, "samples_per_prompt": SAMPLES, "new_tokens": NEW_TOKENS,
         "device": args.device, "threads": args.threads, "sdlab_step_seconds": sd, "trl_step_seconds": trl,
+        "sdlab_micro_batch": args.micro_batch,
+        "sdlab_generate_median_s": round(statistics.median(m["time/generate"] for m in split), 3),
+        "sdlab_update_median_s": round(statistics.median(m["time/update"] for m in split), 3),
         "sdlab_median_s": round(ms, 3), "trl_median_s": round(mt, 3), "speedup_trl_over_sdlab": round(mt / ms, 2),
     }
     print(json.dumps(result, indent=2))
