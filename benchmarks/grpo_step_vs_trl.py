@@ -5,9 +5,9 @@ on CPU with transformers.generate in both. Both runs use the same tiny Qwen3 che
 locally), the same prompts, the same cheap reward, token-level loss aggregation and no KL.
 The script runs the two trainers one after the other and reports the median of several timed
 steps each (after one warm-up step), the ratio TRL / sdlab, and sdlab's own split of its step
-into generation and update (from its metrics.jsonl).
+into generation and update (from the metrics each step returns).
 
-    python benchmarks/grpo_step_vs_trl.py [--repeats 5] [--threads 2] [--device cpu]
+    python benchmarks/grpo_step_vs_trl.py [--repeats 5] [--threads 2] [--device cpu] [--micro-batch 32]
 """
 
 from __future__ import annotations

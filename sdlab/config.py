@@ -79,6 +79,7 @@ class RolloutConfig:
     generation_batch_size: int = 256
     """Sequences (prompt copies) per generate call; bounds rollout memory. Results do not depend on it."""
     vllm_gpu_memory_utilization: float = 0.3
+    """Share of GPU memory the colocated vLLM engine may take (backend vllm); the rest is the trainer's."""
 
 
 @dataclass

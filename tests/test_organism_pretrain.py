@@ -99,7 +99,7 @@ def test_loss_masks_prompts_and_padding():
         for row_ids, row_labels in zip(ids.tolist(), labels.tolist()):
             words = tok.convert_ids_to_tokens(row_ids)
             if "solve" in words:  # a problem document: the prompt is never a target
-                start = words.index("<think>", 0) if "<think>" in words else None
+                start = words.index("<think>") if "<think>" in words else None
                 if start is not None and "Correctly" not in words:
                     assert all(l == -100 for l in row_labels[:start])
                     assert row_labels[start] == row_ids[start]

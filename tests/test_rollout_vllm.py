@@ -8,16 +8,17 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from sdlab.engine.batch import pack, response_logits, token_logprobs
 from sdlab.rollout import SamplingParams, make_backend, sample_seed
 
 pytest.importorskip("vllm")
 
 
 def _teacher_forced_logprobs(model, prompt, response):
-    ids = torch.tensor([prompt + response])
+    """The trainer's own recomputation (what the rollout IS correction compares vLLM against)."""
+    batch = pack([prompt], [response], pad_id=0)
     with torch.no_grad():
-        logp = model(ids).logits[0, len(prompt) - 1:-1].float().log_softmax(-1)
-    return logp.gather(-1, torch.tensor(response)[:, None]).squeeze(-1)
+        return token_logprobs(response_logits(model, batch), batch.response_ids)[0]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def engine(tmp_path_factory):
 
     # hidden 128 -> head_dim 32: vLLM's CPU attention kernels need head_dim >= 32
     path = tiny_model_dir(tmp_path_factory.mktemp("vllm") / "qwen3", arch="qwen3", hidden=128)
-    model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(path)
     backend = make_backend("vllm", model, tok, gpu_memory_utilization=0.3, max_model_len=256)
     return backend, model
@@ -50,9 +51,10 @@ def test_vllm_update_weights_makes_the_engine_sample_from_the_new_weights(engine
     backend, model = engine
     params = SamplingParams(temperature=1.0, max_new_tokens=8)
     prompts, seeds = [[5, 6, 7]], [sample_seed(3)]
+    torch.manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.5, alpha=1.0)
+            p.add_(torch.randn_like(p) * 0.5)
     backend.update_weights(model)
     r = backend.generate(prompts, seeds, params)[0]
     ours = _teacher_forced_logprobs(model, r.prompt_ids, r.response_ids)
