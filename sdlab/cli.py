@@ -8,6 +8,8 @@
   sdlab sft CONFIG.yaml              off-policy self-distillation (SFT on guided / unguided traces)
   sdlab sweep SWEEP.yaml             a grid of runs
   sdlab report RUNS_DIR --out OUT    HTML report of a sweep
+  sdlab eval-recipe RECIPE.yaml      `sdlab eval` with an evaluation recipe's settings
+  sdlab probe                        what the organism's base model does
 """
 
 from __future__ import annotations
@@ -17,17 +19,7 @@ import importlib
 import os
 import sys
 
-# (module, description); each module exposes add_arguments(parser) and run(args) -> int
-COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("sdlab.organism.demo", "run the model organism: GRPO vs SDPO, evaluated in-domain and OOD"),
-    "train": ("sdlab.commands.train", "train a causal LM with GRPO or SDPO from a YAML config"),
-    "eval": ("sdlab.evaluation.cli", "evaluate a model on math benchmarks (avg@k, pass@k, length, epistemic words)"),
-    "epistemic": ("sdlab.analysis.epistemic_cli", "count epistemic words in saved responses"),
-    "info": ("sdlab.analysis.info_cli", "the information lens: log p(y|x,c) - log p(y|x) per teacher context"),
-    "sft": ("sdlab.commands.sft", "off-policy self-distillation: SFT on guided or unguided correct traces"),
-    "sweep": ("sdlab.experiments.sweep", "run a grid of training runs from a sweep file"),
-    "report": ("sdlab.experiments.report", "build an HTML report from a folder of runs"),
-}
+from .commands import COMMANDS
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -18,11 +18,25 @@ from typing import Any
 
 import yaml
 
+# ---------------------------------------------------------------------------- name lists
+# The one home of every set of choices; the modules that implement them import these.
+
 CONTEXT_LEVELS = ("none", "feedback", "demo_answer", "demo", "answer", "solution")
+"""Teacher context levels, poorest to richest. Append new levels at the end: guided samples of
+`sdlab info` / `sdlab sft` are seeded by a level's index here."""
 ALGORITHMS = ("grpo", "sdpo")
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+SFT_LOSS_MODES = ("token-mean", "seq-mean-token-mean")
 DISTILLATION_MODES = ("topk", "full", "sampled_token")
 TEACHER_KINDS = ("frozen", "ema", "live")
+GRADERS = ("strict", "math_verify", "paper")
+ROLLOUT_BACKENDS = ("hf", "vllm")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+TRUNCATION_SIDES = ("left", "right")
+"""Which end of a too-long prompt is kept: left keeps the end (TRL), right keeps the start (lasgroup)."""
+EPISTEMIC_MODES = ("paper", "word")
+"""Epistemic-word counting: paper = lower-cased substrings (the study's rule), word = whole words."""
 
 
 class ConfigError(ValueError):
@@ -404,25 +418,25 @@ def _validate(c: Config) -> None:
     _one_of(c.teacher_context, CONTEXT_LEVELS, "teacher_context")
     _check(c.steps >= 1, "steps", "must be >= 1")
     _check(c.model.cpu_threads is None or c.model.cpu_threads >= 1, "model.cpu_threads", "must be >= 1")
-    _one_of(c.model.dtype, ("auto", "float32", "bfloat16", "float16"), "model.dtype")
+    _one_of(c.model.dtype, DTYPES, "model.dtype")
     _check(c.data.train_batch_size >= 1, "data.train_batch_size", "must be >= 1")
     _check(c.data.coverage is None or c.data.coverage >= 1, "data.coverage", "must be >= 1")
     _check(c.data.max_prompt_length >= 1, "data.max_prompt_length", "must be >= 1")
     r = c.rollout
-    _one_of(r.backend, ("hf", "vllm"), "rollout.backend")
+    _one_of(r.backend, ROLLOUT_BACKENDS, "rollout.backend")
     _check(r.n >= 1, "rollout.n", "must be >= 1")
     _check(r.temperature > 0, "rollout.temperature", "must be > 0")
     _check(0 < r.top_p <= 1, "rollout.top_p", "must be in (0, 1]")
     _check(r.top_k >= 0, "rollout.top_k", "must be >= 0 (0 disables)")
     _check(r.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")
     _check(r.generation_batch_size >= 1, "rollout.generation_batch_size", "must be >= 1")
-    _one_of(c.reward.grader, ("strict", "math_verify", "paper"), "reward.grader")
+    _one_of(c.reward.grader, GRADERS, "reward.grader")
     _check(c.reward.timeout > 0, "reward.timeout", "must be > 0")
     _check(c.advantage.epsilon >= 0, "advantage.epsilon", "must be >= 0")
     a = c.actor
     _check(a.lr >= 0, "actor.lr", "must be >= 0")
     _check(a.warmup_steps >= 0, "actor.warmup_steps", "must be >= 0")
-    _one_of(a.lr_schedule, ("constant", "cosine", "linear"), "actor.lr_schedule")
+    _one_of(a.lr_schedule, LR_SCHEDULES, "actor.lr_schedule")
     _check(a.grad_clip > 0, "actor.grad_clip", "must be > 0")
     _check(a.ppo_epochs >= 1, "actor.ppo_epochs", "must be >= 1")
     _check(a.micro_batch_size >= 1, "actor.micro_batch_size", "must be >= 1")
@@ -448,7 +462,7 @@ def _validate(c: Config) -> None:
     _check(s.distillation_topk >= 1, "sdpo.distillation_topk", "must be >= 1")
     _check(s.is_clip is None or s.is_clip > 0, "sdpo.is_clip", "must be > 0 or null")
     _check(s.max_reprompt_len >= 1, "sdpo.max_reprompt_len", "must be >= 1")
-    _one_of(s.reprompt_truncation, ("left", "right"), "sdpo.reprompt_truncation")
+    _one_of(s.reprompt_truncation, TRUNCATION_SIDES, "sdpo.reprompt_truncation")
     _one_of(s.teacher.kind, TEACHER_KINDS, "sdpo.teacher.kind")
     _check(0 <= s.teacher.update_rate <= 1, "sdpo.teacher.update_rate", "must be in [0, 1]")
     _check(s.chunk_size >= 1, "sdpo.chunk_size", "must be >= 1")
@@ -478,7 +492,7 @@ def _validate(c: Config) -> None:
     _check(f.max_length >= 2, "sft.max_length", "must be >= 2")
     _check(f.traces_per_problem >= 0, "sft.traces_per_problem", "must be >= 0 (0 = all)")
     _check(f.max_problems is None or f.max_problems >= 1, "sft.max_problems", "must be >= 1")
-    _one_of(f.loss_agg_mode, ("token-mean", "seq-mean-token-mean"), "sft.loss_agg_mode")
+    _one_of(f.loss_agg_mode, SFT_LOSS_MODES, "sft.loss_agg_mode")
     if f.solve_range is not None:
         _check(len(f.solve_range) == 2 and 0 <= f.solve_range[0] <= f.solve_range[1], "sft.solve_range",
                f"expected [LO, HI] with 0 <= LO <= HI, got {f.solve_range!r}")

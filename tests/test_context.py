@@ -2,8 +2,9 @@
 
 import torch
 
-from sdlab.algorithms.context import DEFAULT_TEMPLATES, build_teacher_contexts, fill, strip_thinking, truncate_ids
+from sdlab.algorithms.context import DEFAULT_TEMPLATES, build_teacher_contexts, fill, strip_thinking
 from sdlab.algorithms.teacher import Teacher, ema_update_
+from sdlab.data.prompts import truncate_ids
 
 P = "What is 2+3? Please reason step by step, and put your final answer within \\boxed{}."
 DEMO = "<think>2+3=5</think>\n\nThe answer is \\boxed{5}."

@@ -6,14 +6,8 @@ import json
 import pytest
 
 from sdlab.analysis.epistemic import EPISTEMIC_WORDS, count_epistemic, total
-from sdlab.analysis.epistemic_cli import (
-    add_arguments,
-    add_parser,
-    compare_epistemic,
-    read_responses,
-    run,
-    summarize_epistemic,
-)
+from sdlab.analysis.responses import compare_epistemic, read_responses, summarize_epistemic
+from sdlab.commands.epistemic import add_arguments, run
 from sdlab.data.problems import DataError
 
 STUDY_VECTOR = ("Wait, let me check. Hmm, maybe x=2? That seems unlikely; checking again... "
@@ -111,12 +105,12 @@ def _run_json(capsys, *argv):
     return json.loads(capsys.readouterr().out)
 
 
-def test_add_parser_registers_subcommand():
-    root = argparse.ArgumentParser()
-    sub = root.add_subparsers(dest="command")
-    add_parser(sub)
-    args = root.parse_args(["epistemic", "a.jsonl", "b.jsonl", "--mode", "word", "--words", "wait,hmm", "--json"])
-    assert args.func is run and args.file2 == "b.jsonl" and args.mode == "word" and args.json
+def test_subcommand_is_registered():
+    from sdlab.cli import build_parser
+
+    args = build_parser("epistemic").parse_args(["epistemic", "a.jsonl", "b.jsonl", "--mode", "word", "--words",
+                                                 "wait,hmm", "--json"])
+    assert args._module == "sdlab.commands.epistemic" and args.file2 == "b.jsonl" and args.mode == "word" and args.json
 
 
 def test_cli_parity_with_study_format(tmp_path, capsys):
@@ -238,7 +232,10 @@ def test_cli_unreadable_lines(tmp_path, line, pattern):
 
 
 def test_cli_main_entry(tmp_path, capsys):
-    from sdlab.analysis.epistemic_cli import main
+    from sdlab.cli import main as cli_main
+
+    def main(argv):
+        return cli_main(["epistemic", *argv])
 
     f = _write(tmp_path / "r.jsonl", [{"response": "Wait, maybe."}])
     assert main([str(f), "--json"]) == 0
@@ -252,7 +249,7 @@ def test_cli_main_entry(tmp_path, capsys):
 def test_registered_in_sdlab_cli(tmp_path, capsys, monkeypatch):
     from sdlab import cli
 
-    assert cli.COMMANDS["epistemic"][0] == "sdlab.analysis.epistemic_cli"
+    assert cli.COMMANDS["epistemic"][0] == "sdlab.commands.epistemic"
     # only this subcommand, so the test does not depend on the other commands' modules
     monkeypatch.setattr(cli, "COMMANDS", {"epistemic": cli.COMMANDS["epistemic"]})
     f = _write(tmp_path / "r.jsonl", [{"response": "Hmm."}])

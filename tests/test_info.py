@@ -8,8 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from sdlab.analysis import info_cli
 from sdlab.analysis.info import context_logratios, epistemic_token_ids, summarize_values
+from sdlab.commands import info as info_cmd
+from sdlab.evaluation import sampling
 from sdlab.models import load_tokenizer
 
 
@@ -93,8 +94,8 @@ def test_summarize_values_is_a_mean_over_problems():
 
 def _run(argv) -> int:
     p = argparse.ArgumentParser()
-    info_cli.add_arguments(p)
-    return info_cli.run(p.parse_args(argv))
+    info_cmd.add_arguments(p)
+    return info_cmd.run(p.parse_args(argv))
 
 
 def _argv(model, data, out, contexts):
@@ -137,7 +138,7 @@ def test_info_cli_contexts_follow_trainer_rules(tiny_qwen3, shared_data, tmp_pat
                             feedback="" if i % 2 == 0 else "Wrong.")
                 for i in range(len(texts))]
 
-    monkeypatch.setattr(info_cli, "_grade_many", grade)
+    monkeypatch.setattr(sampling, "grade_many", grade)
     out = tmp_path / "info"
     assert _run(_argv(tiny_qwen3, shared_data, out, "none,demo,feedback,solution") + ["--token-level"]) == 0
     res = json.loads((out / "info.json").read_text())["contexts"]

@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sdlab.engine.batch import pack, response_logits, token_logprobs
+from sdlab.algorithms.sdpo import token_logprobs
+from sdlab.engine.batch import pack, response_logits
 from sdlab.rollout import SamplingParams, make_backend, sample_seed
 
 pytest.importorskip("vllm")

@@ -7,11 +7,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from sdlab.algorithms.sft import select_traces, sft_loss, sft_micro_loss, truncate_example
-from sdlab.analysis import info_cli
-from sdlab.analysis.info_cli import Generation, PromptBuilder
+from sdlab.algorithms.sft import select_traces, sft_loss, truncate_example
 from sdlab.commands import sft as sft_cmd
 from sdlab.data.problems import Problem
+from sdlab.data.prompts import PromptBuilder
+from sdlab.engine.sft import sft_micro_loss
+from sdlab.evaluation import sampling
+from sdlab.evaluation.sampling import Generation
 from sdlab.models import load_tokenizer
 
 
@@ -145,7 +147,7 @@ def test_sft_generates_guided_traces_and_filters(tiny_qwen3, shared_data, tmp_pa
         return [GradeResult(correct=i % 2 == 0, pred="x", reason="correct" if i % 2 == 0 else "incorrect",
                             feedback="" if i % 2 == 0 else "Wrong.") for i in range(len(texts))]
 
-    monkeypatch.setattr(info_cli, "_grade_many", grade)
+    monkeypatch.setattr(sampling, "grade_many", grade)
     data = tmp_path / "train.jsonl"
     data.write_text("".join((shared_data / "gsm8k.jsonl").read_text().splitlines(keepends=True)[:3]))
     base = [f"model.name_or_path={tiny_qwen3}", "model.device=cpu", f"data.train={data}", "rollout.n=2",

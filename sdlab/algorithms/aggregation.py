@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+from ..config import LOSS_AGG_MODES
 
 
 def check_mode(mode: str) -> str:

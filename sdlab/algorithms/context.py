@@ -101,8 +101,44 @@ def build_teacher_contexts(
     return out
 
 
-def truncate_ids(ids: list[int], max_len: int, side: str) -> tuple[list[int], bool]:
-    """Cap a teacher prompt: side=left keeps the last tokens (TRL), right keeps the first (lasgroup)."""
-    if len(ids) <= max_len:
-        return ids, False
-    return (ids[-max_len:] if side == "left" else ids[:max_len]), True
+def level_contexts(level: str, problem, user_text: str, group: Sequence, *, exclude_self: bool,
+                   templates: dict[str, str] | None = None, success_threshold: float = 0.5) -> list[TeacherContext]:
+    """`build_teacher_contexts` for the responses of one problem (objects with `.text`, `.reward`
+    and `.feedback`, e.g. `sdlab.evaluation.sampling.Generation`), as `sdlab info` and `sdlab sft`
+    build them."""
+    n = len(group)
+    return build_teacher_contexts(
+        level, prompts=[user_text] * n, responses=[g.text for g in group], rewards=[g.reward for g in group],
+        group_ids=[0] * n, answers=[problem.answer] * n, solutions=[problem.solution] * n,
+        feedbacks=[g.feedback for g in group], success_threshold=success_threshold, exclude_self=exclude_self,
+        templates=templates,
+    )
+
+
+def load_templates(path: str | None) -> dict[str, str]:
+    """Teacher templates from a YAML mapping {level: template}; a config-style file with
+    `sdpo.templates` (or a top-level `templates`) also works. None or "" -> {}."""
+    from pathlib import Path
+
+    import yaml
+
+    from ..config import CONTEXT_LEVELS, ConfigError
+
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"templates file not found: {p}")
+    data = yaml.safe_load(p.read_text()) or {}
+    if isinstance(data, dict) and isinstance(data.get("sdpo"), dict):
+        data = data["sdpo"].get("templates", {})
+    elif isinstance(data, dict) and isinstance(data.get("templates"), dict):
+        data = data["templates"]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of context level -> template")
+    for k, v in data.items():
+        if k not in CONTEXT_LEVELS:
+            raise ConfigError(f"{p}: template level {k!r} is not one of {', '.join(CONTEXT_LEVELS)}")
+        if not isinstance(v, str):
+            raise ConfigError(f"{p}: template {k!r} must be a string")
+    return dict(data)

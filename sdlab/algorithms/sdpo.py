@@ -31,7 +31,8 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-SDPO_MODES = ("topk", "full", "sampled_token")
+from ..config import DISTILLATION_MODES
+
 LOG_RATIO_CLAMP = 20.0
 TAIL_MAX_LOG_MASS = -1e-7
 
@@ -42,8 +43,8 @@ TAIL_MAX_LOG_MASS = -1e-7
 def validate_sdpo_options(mode: str, alpha: float, topk: int | None = None, *, add_tail: bool = True,
                           is_clip: float | None = None) -> None:
     """Raise ValueError with a clear message for an unsupported combination of options."""
-    if mode not in SDPO_MODES:
-        raise ValueError(f"unknown distillation mode {mode!r}; expected one of {', '.join(SDPO_MODES)}")
+    if mode not in DISTILLATION_MODES:
+        raise ValueError(f"unknown distillation mode {mode!r}; expected one of {', '.join(DISTILLATION_MODES)}")
     if not (0.0 <= float(alpha) <= 1.0):
         raise ValueError(f"distillation alpha must be in [0, 1] (0 = KL(T||S), 1 = KL(S||T)), got {alpha}")
     if mode == "sampled_token" and float(alpha) != 1.0:
@@ -193,6 +194,50 @@ def teacher_topk_logprobs_chunked(
                              hidden.new_zeros((b, t), dtype=dtype))
     return TeacherGather(torch.cat(out_lp).reshape(b, t, k), torch.cat(out_ent).reshape(b, t),
                          torch.cat(out_mass).reshape(b, t))
+
+
+# --------------------------------------------------------------------------- the mode switch
+
+
+def per_token_loss(
+    mode: str,
+    student_logits: Tensor,
+    student_logp: Tensor,
+    response_ids: Tensor,
+    teacher_hidden: Tensor,
+    teacher_head: Callable[[Tensor], Tensor],
+    *,
+    alpha: float,
+    topk: int = 100,
+    add_tail: bool = True,
+    temperature: float = 1.0,
+    chunk_size: int = 1024,
+    extra_ids: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(per-token divergence [B, T], teacher entropy [B, T], teacher mass on extra_ids [B, T]) for
+    one distillation mode: the only place the engine branches on `sdpo.distillation_mode`.
+
+    student_logits [B, T, V] (already / temperature, with grad), student_logp [B, T] (log-probs of
+    response_ids); the teacher is given as its last hidden states at the response positions and its
+    LM head, so `topk` and `sampled_token` reduce it chunk by chunk without a B x T x V tensor.
+    """
+    with torch.no_grad():
+        if mode == "full":
+            t_logits = teacher_head(teacher_hidden).float() / temperature
+            t_entropy, t_mass = entropy(t_logits), mass_on(t_logits, extra_ids)
+        else:
+            ids = student_topk(student_logits, topk) if mode == "topk" else response_ids.unsqueeze(-1)
+            gathered, t_entropy, t_mass = teacher_topk_logprobs_chunked(
+                teacher_hidden, teacher_head, ids, temperature, chunk_size, extra_ids=extra_ids)
+    if mode == "full":
+        per_token = full_vocab_loss(student_logits, t_logits, alpha)
+    elif mode == "topk":
+        per_token = topk_loss(student_logits, gathered, ids, alpha, add_tail)
+    elif mode == "sampled_token":
+        per_token = sampled_token_loss(student_logp, gathered.squeeze(-1))
+    else:
+        raise ValueError(f"unknown distillation mode {mode!r}; expected one of {', '.join(DISTILLATION_MODES)}")
+    return per_token, t_entropy, t_mass
 
 
 # --------------------------------------------------------------------------- IS and aggregation

@@ -6,23 +6,22 @@ makes SFT on solution-guided traces teach the confident, low-epistemic style wit
 information that justified it (the study's Table 2).
 
 The loss is the causal-LM negative log-likelihood of the response tokens only; prompt tokens
-never enter it (`sdlab.engine.batch.pack` scores response positions only). Aggregation uses the
-engine's global normalisers, so micro-batching does not change an update.
+never enter it (the engine scores response positions only, `sdlab.engine.batch`). Aggregation
+uses the engine's global normalisers, so micro-batching does not change an update. The training
+loop is `sdlab.engine.sft`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from ..engine.batch import pack, response_logits, token_logprobs
+from ..config import SFT_LOSS_MODES
 from .aggregation import aggregate
 
-__all__ = ["SFT_LOSS_MODES", "Trace", "batches", "lr_at", "select_traces", "sft_loss", "sft_micro_loss", "truncate_example"]
+__all__ = ["Trace", "select_traces", "sft_loss", "truncate_example"]
 
 
 @dataclass
@@ -109,9 +108,6 @@ def truncate_example(prompt_ids: list[int], response_ids: list[int], max_length:
     return list(response_ids[:room]), True
 
 
-SFT_LOSS_MODES = ("token-mean", "seq-mean-token-mean")
-
-
 def sft_loss(logp: torch.Tensor, mask: torch.Tensor, *, mode: str = "token-mean", num_tokens, num_seqs) -> torch.Tensor:
     """Negative log-likelihood of the masked (response) tokens, aggregated with the optimizer
     batch's normalisers: token-mean = summed NLL / response tokens in the whole batch (what HF's
@@ -120,34 +116,3 @@ def sft_loss(logp: torch.Tensor, mask: torch.Tensor, *, mode: str = "token-mean"
     if mode not in SFT_LOSS_MODES:
         raise ValueError(f"sft loss mode {mode!r}: expected one of {', '.join(SFT_LOSS_MODES)}")
     return aggregate(-logp, mask, mode, num_tokens=num_tokens, num_seqs=num_seqs)
-
-
-def sft_micro_loss(model, prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int, *,
-                   mode: str = "token-mean", num_tokens, num_seqs) -> tuple[torch.Tensor, float]:
-    """(loss of these rows with the batch's normalisers, their summed NLL) for one micro-batch."""
-    device = next(model.parameters()).device
-    batch = pack(list(prompts), list(responses), pad_id).to(device)
-    logp = token_logprobs(response_logits(model, batch), batch.response_ids)
-    loss = sft_loss(logp, batch.response_mask, mode=mode, num_tokens=num_tokens, num_seqs=num_seqs)
-    return loss, float((-logp.detach() * batch.response_mask).sum())
-
-
-def lr_at(step: int, total_steps: int, lr: float, *, warmup_steps: int = 0, schedule: str = "constant") -> float:
-    """Linear warmup, then constant / cosine / linear decay to 0 over the remaining steps (the
-    trainer's schedule, over SFT optimizer steps)."""
-    if warmup_steps and step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    if schedule == "constant":
-        return lr
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    if schedule == "cosine":
-        return lr * 0.5 * (1 + math.cos(math.pi * progress))
-    if schedule == "linear":
-        return lr * (1 - progress)
-    raise ValueError(f"unknown lr schedule {schedule!r} (constant | cosine | linear)")
-
-
-def batches(n: int, batch_size: int, *, epoch: int, seed: int, shuffle: bool = True) -> list[list[int]]:
-    """Example indices of one epoch split into batches; the order is a function of (seed, epoch)."""
-    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-    return [[int(i) for i in order[k : k + batch_size]] for k in range(0, n, batch_size)]

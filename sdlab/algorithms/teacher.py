@@ -11,6 +11,8 @@ import copy
 
 import torch
 
+from ..config import TEACHER_KINDS
+
 
 class Teacher:
     def __init__(self, kind: str, student: torch.nn.Module, update_rate: float = 0.05):
@@ -24,7 +26,7 @@ class Teacher:
             for p in self.model.parameters():
                 p.requires_grad_(False)
         else:
-            raise ValueError(f"sdpo.teacher.kind: unknown kind {kind!r} (frozen | ema | live)")
+            raise ValueError(f"sdpo.teacher.kind: unknown kind {kind!r} ({' | '.join(TEACHER_KINDS)})")
 
     def module(self) -> torch.nn.Module:
         """The network to run (under no_grad) on teacher inputs."""

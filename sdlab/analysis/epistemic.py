@@ -16,12 +16,13 @@ import re
 from functools import lru_cache
 from typing import Mapping, Sequence
 
-__all__ = ["EPISTEMIC_WORDS", "MODES", "count_epistemic", "count_many", "total"]
+from ..config import EPISTEMIC_MODES as MODES
+
+__all__ = ["EPISTEMIC_WORDS", "MODES", "count_epistemic", "count_many", "epistemic_token_ids", "total"]
 
 EPISTEMIC_WORDS: tuple[str, ...] = (
     "wait", "hmm", "perhaps", "maybe", "actually", "alternatively", "seems", "might", "likely", "check",
 )
-MODES = ("paper", "word")
 
 
 @lru_cache(maxsize=256)
@@ -48,3 +49,18 @@ def total(counts: Mapping[str, int] | str, mode: str = "paper", words: Sequence[
     if isinstance(counts, str):
         counts = count_epistemic(counts, mode, words)
     return int(sum(counts.values()))
+
+
+def epistemic_token_ids(tokenizer):
+    """Token ids that spell an epistemic word on their own (with or without a leading space or
+    capital), as a LongTensor: where the trainer and the information lens read the probability
+    mass a model puts on epistemic words at each position."""
+    import torch
+
+    ids: set[int] = set()
+    for w in EPISTEMIC_WORDS:
+        for variant in (w, w.capitalize(), " " + w, " " + w.capitalize()):
+            enc = tokenizer(variant, add_special_tokens=False)["input_ids"]
+            if len(enc) == 1 and enc[0] != tokenizer.unk_token_id:
+                ids.add(enc[0])
+    return torch.tensor(sorted(ids), dtype=torch.long)

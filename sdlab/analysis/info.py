@@ -32,7 +32,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..engine.batch import mass_on, pack, response_hidden, response_logits, token_logprobs
+from ..algorithms.sdpo import mass_on, token_logprobs
+from ..engine.batch import pack, response_hidden, response_logits
+from .epistemic import epistemic_token_ids
 
 __all__ = [
     "TokenScores",
@@ -68,13 +70,6 @@ class TokenScores:
     @property
     def num_tokens(self) -> int:
         return int(self.logp_c.numel())
-
-
-def epistemic_token_ids(tokenizer) -> torch.Tensor:
-    """The trainer's epistemic token ids (single tokens spelling an epistemic word)."""
-    from ..engine.trainer import _epistemic_token_ids
-
-    return _epistemic_token_ids(tokenizer)
 
 
 def _needs_full_forward(model) -> bool:

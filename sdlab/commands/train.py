@@ -1,4 +1,4 @@
-"""`sdlab train CONFIG.yaml [key.sub=value ...] [--resume]`."""
+"""`sdlab train CONFIG.yaml [key.sub=value ...] [--resume]`: GRPO or SDPO (`sdlab.engine.trainer`)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
-def run(args) -> int:
-    import yaml
+def split_config_arg(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """`sdlab train k=v ...` without a YAML file: the first positional is then an override."""
+    overrides = list(overrides)
+    if config and "=" in config and not config.endswith((".yaml", ".yml")):
+        return None, [config] + overrides
+    return config, overrides
 
+
+def run(args) -> int:
     from ..config import load_config
 
-    config, overrides = args.config, list(args.overrides)
-    if config and "=" in config and not config.endswith((".yaml", ".yml")):
-        overrides.insert(0, config)
-        config = None
-    cfg = load_config(config, overrides)
+    cfg = load_config(*split_config_arg(args.config, args.overrides))
     if args.print_config:
+        import yaml
+
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         return 0
     from ..engine.trainer import train

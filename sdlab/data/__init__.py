@@ -1,5 +1,6 @@
 """Problems, benchmark registry, prompt templates."""
 
+from .benchmarks import BENCHMARKS, Benchmark, UnknownBenchmarkError, default_data_dir, load_benchmark
 from .problems import (
     DataError,
     DataSampler,
@@ -12,7 +13,6 @@ from .problems import (
     load_problems,
     normalize_answer,
 )
-from .benchmarks import BENCHMARKS, Benchmark, UnknownBenchmarkError, default_data_dir, load_benchmark
 from .prompts import TEMPLATES, PromptTemplate, build_messages, get_template, render_prompt
 
 __all__ = [

@@ -1,7 +1,10 @@
-"""Prompt templates and chat-template application.
+"""Prompts: templates, the chat template, and `PromptBuilder`, the one place a prompt is rendered.
 
 A template is a string with one `{problem}` placeholder, substituted with `str.replace`, so
 braces elsewhere in the template (`\\boxed{}`) and anywhere in the problem text are kept as is.
+
+The study's key invariant is that training, evaluation, the information lens and SFT all show the
+model the same prompt for the same problem; they all render it through `PromptBuilder`.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PromptTemplate", "TEMPLATES", "build_messages", "get_template", "render_prompt"]
+__all__ = ["PromptBuilder", "PromptTemplate", "TEMPLATES", "build_messages", "get_template", "render_prompt",
+           "truncate_ids"]
 
 PLACEHOLDER = "{problem}"
 
@@ -79,3 +83,68 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]], *, enable_thin
             text = text[0]
         return text
     return "\n\n".join(m["content"] for m in messages if m.get("content"))
+
+
+def truncate_ids(ids: list[int], max_len: int, side: str) -> tuple[list[int], bool]:
+    """Cap a prompt at max_len tokens: side=left keeps the last tokens (TRL), right keeps the first
+    (lasgroup). Returns (ids, whether anything was cut)."""
+    if len(ids) <= max_len:
+        return ids, False
+    return (ids[-max_len:] if side == "left" else ids[:max_len]), True
+
+
+class PromptBuilder:
+    """Renders prompts for one tokenizer and prompt configuration: the problem in the prompt
+    template as the user message, the chat template on top, no special tokens added.
+
+    prompt_ids(problem): the plain prompt, its last max_prompt_length tokens (cached per problem id);
+    context(text): a teacher / guided prompt (a user message that already holds the problem and a
+    context), capped at max_context_length from the `truncation` side.
+    """
+
+    def __init__(self, tokenizer, *, template: str = "boxed", system_prompt: str | None = None,
+                 enable_thinking: bool | None = None, max_prompt_length: int | None = None,
+                 max_context_length: int | None = None, truncation: str = "left"):
+        self.tokenizer = tokenizer
+        self.template = template
+        self.system_prompt = system_prompt
+        self.enable_thinking = enable_thinking
+        self.max_prompt_length = max_prompt_length
+        self.max_context_length = max_context_length
+        self.truncation = truncation
+        self._cache: dict[str, list[int]] = {}
+
+    @classmethod
+    def from_config(cls, tokenizer, cfg) -> "PromptBuilder":
+        """The builder of a run config (`data.*` for the prompt, `sdpo.max_reprompt_len` /
+        `sdpo.reprompt_truncation` for teacher and guided prompts)."""
+        d, s = cfg.data, cfg.sdpo
+        return cls(tokenizer, template=d.prompt_template, system_prompt=d.system_prompt,
+                   enable_thinking=d.enable_thinking, max_prompt_length=d.max_prompt_length,
+                   max_context_length=s.max_reprompt_len, truncation=s.reprompt_truncation)
+
+    def user_text(self, problem) -> str:
+        """The user message: the problem inside the prompt template."""
+        return build_messages(problem.prompt, self.template, self.system_prompt)[-1]["content"]
+
+    def render(self, user_text: str) -> list[int]:
+        """Token ids of a user message under the chat template (no cutting)."""
+        messages = build_messages(user_text, "plain", self.system_prompt)
+        text = render_prompt(self.tokenizer, messages, enable_thinking=self.enable_thinking)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def prompt_ids(self, problem) -> list[int]:
+        if problem.id not in self._cache:
+            ids = self.render(self.user_text(problem))
+            self._cache[problem.id] = ids[-self.max_prompt_length:] if self.max_prompt_length else ids
+        return self._cache[problem.id]
+
+    def context(self, text: str) -> tuple[list[int], bool]:
+        """(token ids, whether they were cut) of a teacher / guided prompt."""
+        ids = self.render(text)
+        if self.max_context_length is None:
+            return ids, False
+        return truncate_ids(ids, self.max_context_length, self.truncation)
+
+    def context_ids(self, text: str) -> list[int]:
+        return self.context(text)[0]

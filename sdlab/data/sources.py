@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 
-from .problems import FieldMap, Problem, load_problems
 from .benchmarks import BENCHMARKS, load_benchmark
+from .problems import FieldMap, Problem, load_problems
 
 
 def load_source(spec: str, *, coverage: int | None = None, fields: dict | None = None,

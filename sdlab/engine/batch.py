@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..algorithms.sdpo import entropy, mass_on, token_logprobs  # noqa: F401  (re-exported for engine code)
-
 
 @dataclass
 class PackedBatch:

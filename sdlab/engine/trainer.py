@@ -24,22 +24,23 @@ from accelerate.utils import set_seed
 
 from ..algorithms import advantages as adv_lib
 from ..algorithms import grpo, sdpo
-from ..algorithms.aggregation import aggregate
-from ..algorithms.context import build_teacher_contexts, truncate_ids
+from ..algorithms.context import build_teacher_contexts
+from ..algorithms.sdpo import entropy, mass_on, token_logprobs
 from ..algorithms.teacher import Teacher
-from ..analysis.epistemic import EPISTEMIC_WORDS, count_epistemic
+from ..analysis.epistemic import count_epistemic, epistemic_token_ids
 from ..config import Config
 from ..data.problems import DataSampler, Problem
-from ..data.prompts import build_messages, render_prompt
+from ..data.prompts import PromptBuilder
 from ..data.sources import load_source
-from ..evaluation.runner import EvalSettings, evaluate
-from ..models import load_model_and_tokenizer, resolve_device, resolve_model_path
+from ..evaluation.runner import EvalSettings, evaluate_benchmarks, load_eval_sets
+from ..models import load_model_and_tokenizer, resolve_device
 from ..rewards import grade_many
 from ..rewards import summarize as summarize_grades
 from ..rollout import SamplingParams, make_backend, sample_seed
 from . import checkpoint as ckpt
-from .batch import entropy, mass_on, pack, response_hidden, response_logits, token_logprobs
+from .batch import pack, response_hidden, response_logits
 from .metrics import MetricsWriter, rewind_metrics
+from .schedule import lr_at
 
 
 @dataclass
@@ -94,29 +95,13 @@ class Trainer:
         self.mini = a.ppo_mini_batch_size or cfg.data.train_batch_size
         if self.mini % self.world:
             raise ValueError(f"actor.ppo_mini_batch_size ({self.mini}) must be divisible by the number of processes ({self.world})")
-        self._prompt_cache: dict[str, list[int]] = {}
-        self.epistemic_ids = _epistemic_token_ids(self.tokenizer)
+        self.prompts = PromptBuilder.from_config(self.tokenizer, cfg)
+        self.epistemic_ids = epistemic_token_ids(self.tokenizer)
         self.step_idx = 0
+        self._eval_sets: dict[str, list[Problem]] | None = None
         self.metrics = MetricsWriter(self.out, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
                                      wandb_project=cfg.logging.wandb_project, run_name=cfg.logging.run_name,
                                      config=cfg.to_dict(), enabled=self.accelerator.is_main_process)
-
-    # ------------------------------------------------------------------ prompts
-
-    def prompt_text(self, problem: Problem) -> str:
-        """The user message: the problem inside the prompt template."""
-        return build_messages(problem.prompt, self.cfg.data.prompt_template, self.cfg.data.system_prompt)[-1]["content"]
-
-    def _render(self, user_text: str) -> list[int]:
-        messages = build_messages(user_text, "plain", self.cfg.data.system_prompt)
-        text = render_prompt(self.tokenizer, messages, enable_thinking=self.cfg.data.enable_thinking)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def prompt_ids(self, problem: Problem) -> list[int]:
-        if problem.id not in self._prompt_cache:
-            ids = self._render(self.prompt_text(problem))
-            self._prompt_cache[problem.id] = ids[-self.cfg.data.max_prompt_length :]
-        return self._prompt_cache[problem.id]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -185,16 +170,8 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def lr_at(self, step: int) -> float:
-        """Linear warmup over actor.warmup_steps, then constant / cosine / linear decay to 0."""
         a = self.cfg.actor
-        if a.warmup_steps and step < a.warmup_steps:
-            return a.lr * (step + 1) / a.warmup_steps
-        if a.lr_schedule == "constant":
-            return a.lr
-        progress = (step - a.warmup_steps) / max(1, self.cfg.steps - a.warmup_steps)
-        if a.lr_schedule == "cosine":
-            return a.lr * 0.5 * (1 + math.cos(math.pi * progress))
-        return a.lr * (1 - progress)
+        return lr_at(step, self.cfg.steps, a.lr, warmup_steps=a.warmup_steps, schedule=a.lr_schedule)
 
     # ------------------------------------------------------------------ one step
 
@@ -227,7 +204,7 @@ class Trainer:
             local += [(g, problems[g], j) for g in range(lo, lo + per_rank)]
         prompts, seeds, owners = [], [], []
         for g, p, j in local:
-            ids = self.prompt_ids(p)
+            ids = self.prompts.prompt_ids(p)
             for k in range(n):
                 prompts.append(ids)
                 seeds.append(sample_seed(cfg.seed, self.step_idx, g, k))
@@ -281,14 +258,14 @@ class Trainer:
         cfg, sd = self.cfg, self.cfg.sdpo
         contexts = build_teacher_contexts(
             cfg.teacher_context,
-            prompts=[self.prompt_text(p) for p in s.problems], responses=s.texts, rewards=s.rewards.tolist(),
+            prompts=[self.prompts.user_text(p) for p in s.problems], responses=s.texts, rewards=s.rewards.tolist(),
             group_ids=s.group_ids, answers=[p.answer for p in s.problems], solutions=[p.solution for p in s.problems],
             feedbacks=s.feedbacks, success_threshold=sd.success_reward_threshold,
             exclude_self=sd.dont_reprompt_on_self_success, templates=sd.templates,
         )
         s.teacher_ids, truncated = [], []
         for c in contexts:
-            ids, cut = truncate_ids(self._render(c.text), sd.max_reprompt_len, sd.reprompt_truncation)
+            ids, cut = self.prompts.context(c.text)
             s.teacher_ids.append(ids)
             truncated.append(cut)
         s.distilled = torch.tensor([c.distilled for c in contexts], dtype=torch.float32)
@@ -322,7 +299,7 @@ class Trainer:
         return out
 
     def _minibatch_update(self, s: Samples, rows: list[int], old: list[torch.Tensor] | None, acc) -> float:
-        cfg, a = self.cfg, self.cfg.actor
+        a = self.cfg.actor
         device = self.accelerator.device
         lengths = torch.tensor([len(s.response_ids[i]) for i in rows], dtype=torch.float32)
         num_tokens = self._reduce_sum(lengths.sum()).clamp_min(1.0)
@@ -394,23 +371,12 @@ class Trainer:
         tbatch = pack([s.teacher_ids[i] for i in rows], [s.response_ids[i] for i in rows], self.pad_id).to(device)
         mask = tbatch.response_mask
         distilled = s.distilled[rows].to(device)
-        teacher = self.teacher.module()
         with torch.no_grad():
-            hidden, head = response_hidden(teacher, tbatch)
-            if sd.distillation_mode == "full":
-                t_logits = head(hidden).float() / temp
-                t_ent, t_mass = entropy(t_logits), mass_on(t_logits, self.epistemic_ids)
-                gathered = None
-            else:
-                ids = sdpo.student_topk(logits, sd.distillation_topk) if sd.distillation_mode == "topk" else tbatch.response_ids.unsqueeze(-1)
-                gathered, t_ent, t_mass = sdpo.teacher_topk_logprobs_chunked(
-                    hidden, head, ids, temp, sd.chunk_size, extra_ids=self.epistemic_ids)
-        if sd.distillation_mode == "full":
-            per_token = sdpo.full_vocab_loss(logits, t_logits, sd.alpha)
-        elif sd.distillation_mode == "topk":
-            per_token = sdpo.topk_loss(logits, gathered, ids, sd.alpha, sd.distillation_add_tail)
-        else:
-            per_token = sdpo.sampled_token_loss(logp, gathered.squeeze(-1))
+            hidden, head = response_hidden(self.teacher.module(), tbatch)
+        per_token, t_ent, t_mass = sdpo.per_token_loss(
+            sd.distillation_mode, logits, logp, tbatch.response_ids, hidden, head, alpha=sd.alpha,
+            topk=sd.distillation_topk, add_tail=sd.distillation_add_tail, temperature=temp, chunk_size=sd.chunk_size,
+            extra_ids=self.epistemic_ids)
         if sd.is_clip is not None:
             per_token = per_token * sdpo.is_clip_weights(logp, old_lp, sd.is_clip)
         loss = sdpo.distillation_loss(per_token, mask, distilled, num_seqs=num_seqs)
@@ -443,33 +409,15 @@ class Trainer:
 
     def run_eval(self) -> dict[str, Any]:
         """Evaluate the benchmarks in eval.benchmarks on the main process; metrics keyed eval/<bench>/..."""
-        cfg, e = self.cfg, self.cfg.eval
         out: dict[str, Any] = {}
         if self.accelerator.is_main_process:
-            settings = EvalSettings(n=e.n, temperature=e.temperature, top_p=e.top_p, top_k=e.top_k,
-                                    max_new_tokens=e.max_new_tokens or cfg.rollout.max_new_tokens,
-                                    grader=cfg.reward.grader, timeout=cfg.reward.timeout, seed=cfg.seed)
-            for name in e.benchmarks:
-                problems = self._eval_problems(name)
-                label = benchmark_label(name)
-                summary, samples = evaluate(self.backend, self.tokenizer, problems, settings, name=name,
-                                            prompt_ids_fn=self.prompt_ids, prompt_text_fn=self.prompt_text)
-                for key in ("accuracy", "pass@1", f"pass@{e.n}", "response_length", "truncation_rate", "epistemic"):
-                    if key in summary:
-                        out[f"eval/{label}/{key}"] = summary[key]
-                if e.save_samples:
-                    _write_jsonl(self.out / "eval" / f"step-{self.step_idx}" / f"{label}.jsonl", samples)
+            if self._eval_sets is None:
+                self._eval_sets = load_eval_sets(self.cfg)
+            samples_dir = self.out / "eval" / f"step-{self.step_idx}" if self.cfg.eval.save_samples else None
+            out = evaluate_benchmarks(self.backend, self.tokenizer, self._eval_sets, EvalSettings.from_config(self.cfg),
+                                      prompts=self.prompts, samples_dir=samples_dir)
         self.accelerator.wait_for_everyone()
         return out
-
-    def _eval_problems(self, name: str) -> list[Problem]:
-        if not hasattr(self, "_eval_cache"):
-            self._eval_cache: dict[str, list[Problem]] = {}
-        if name not in self._eval_cache:
-            cfg = self.cfg
-            self._eval_cache[name] = load_source(name, coverage=cfg.data.coverage if name.startswith("organism:") else None,
-                                                 organism=cfg.organism, limit=cfg.eval.limit)
-        return self._eval_cache[name]
 
     # ------------------------------------------------------------------ distributed helpers
 
@@ -494,39 +442,11 @@ class Trainer:
         return {k: float(t[i, 0] / t[i, 1]) if t[i, 1] > 0 else 0.0 for i, k in enumerate(keys)}
 
 
-def benchmark_label(name: str) -> str:
-    """A short, file-name-safe label for a benchmark spec (a file path becomes its stem)."""
-    if "/" in name or name.endswith((".jsonl", ".parquet", ".json")):
-        name = Path(name).stem
-    return "".join(c if c.isalnum() or c in "-_.:" else "_" for c in name)
-
-
 def _stack_rows(rows: list[torch.Tensor], shape) -> torch.Tensor:
     out = torch.zeros(shape, dtype=torch.float32)
     for i, r in enumerate(rows):
         out[i, : len(r)] = r.float()
     return out
-
-
-def _epistemic_token_ids(tokenizer) -> torch.Tensor:
-    """Token ids that spell an epistemic word on their own (with or without a leading space or
-    capital), for the per-position probability mass on epistemic words."""
-    ids: set[int] = set()
-    for w in EPISTEMIC_WORDS:
-        for variant in (w, w.capitalize(), " " + w, " " + w.capitalize()):
-            enc = tokenizer(variant, add_special_tokens=False)["input_ids"]
-            if len(enc) == 1 and enc[0] != tokenizer.unk_token_id:
-                ids.add(enc[0])
-    return torch.tensor(sorted(ids), dtype=torch.long)
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)
 
 
 def _progress(enabled: bool, total: int, initial: int, desc: str):

@@ -1,20 +1,25 @@
-"""Generate, grade and summarise one benchmark. Shared by `sdlab eval` and the trainer."""
+"""Generate, grade and summarise benchmarks. Shared by `sdlab eval`, the trainer and `sdlab sft`."""
 
 from __future__ import annotations
 
 import statistics
-import zlib
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ..analysis.epistemic import EPISTEMIC_WORDS, count_epistemic
 from ..analysis.stats import bootstrap_ci, pass_at_k
 from ..data.problems import Problem
-from ..rewards import GoldParseError, grade_many
-from ..rollout import SamplingParams, sample_seed
+from ..data.prompts import PromptBuilder
+from ..data.sources import load_source
+from ..io import write_jsonl
+from ..rollout import SamplingParams, problem_seed
+from .sampling import Job, generate_graded
 
+__all__ = ["EvalSettings", "benchmark_label", "evaluate", "evaluate_benchmarks", "format_table", "load_eval_sets",
+           "summarize"]
 
 @dataclass(frozen=True)
 class EvalSettings:
@@ -27,70 +32,64 @@ class EvalSettings:
     timeout: float = 5.0
     seed: int = 0
 
+    @classmethod
+    def from_config(cls, cfg) -> "EvalSettings":
+        """The `eval.*` settings of a run config (response budget: eval.max_new_tokens, else rollout's)."""
+        e = cfg.eval
+        return cls(n=e.n, temperature=e.temperature, top_p=e.top_p, top_k=e.top_k,
+                   max_new_tokens=e.max_new_tokens or cfg.rollout.max_new_tokens,
+                   grader=cfg.reward.grader, timeout=cfg.reward.timeout, seed=cfg.seed)
 
-def _bench_key(name: str) -> int:
-    return zlib.crc32(name.encode())
 
-
-def evaluate(
-    backend,
-    tokenizer,
-    problems: Sequence[Problem],
-    settings: EvalSettings,
-    *,
-    name: str,
-    prompt_ids_fn: Callable[[Problem], list[int]],
-    prompt_text_fn: Callable[[Problem], str] | None = None,
-    progress=None,
-) -> tuple[dict, list[dict]]:
+def evaluate(backend, tokenizer, problems: Sequence[Problem], settings: EvalSettings, *, name: str,
+             prompts: PromptBuilder, progress=None) -> tuple[dict, list[dict]]:
     """Returns (summary, samples). Sample seeds depend only on (seed, benchmark, problem, k), so a
     re-run — or the same problem at a later training step — uses the same random stream."""
     params = SamplingParams(settings.temperature, settings.top_p, settings.top_k, settings.max_new_tokens)
-    prompts, seeds, owners = [], [], []
-    for pi, p in enumerate(problems):
-        ids = prompt_ids_fn(p)
-        for k in range(settings.n):
-            prompts.append(ids)
-            seeds.append(sample_seed(settings.seed, _bench_key(name), pi, k))
-            owners.append(pi)
-    rollouts = backend.generate(prompts, seeds, params) if prompts else []
+    jobs = [Job(pi, k, prompts.prompt_ids(p), problem_seed(settings.seed, name, pi, k))
+            for pi, p in enumerate(problems) for k in range(settings.n)]
+    gens = generate_graded(backend, tokenizer, problems, jobs, params, level="none", grader=settings.grader,
+                           timeout=settings.timeout)
     if progress is not None:
         progress.update(len(problems))
-    texts = [tokenizer.decode(r.response_ids, skip_special_tokens=True) for r in rollouts]
-    golds = [problems[o].answer for o in owners]
-    truncated = [r.truncated for r in rollouts]
-    try:
-        results = grade_many(texts, golds, settings.grader, truncated=truncated, timeout=settings.timeout)
-        bad_gold: set[int] = set()
-    except GoldParseError:
-        results, bad_gold = _grade_skipping_bad_golds(texts, golds, truncated, owners, problems, settings)
-    samples = []
-    for i, (r, text, res) in enumerate(zip(rollouts, texts, results)):
-        p = problems[owners[i]]
-        samples.append({
-            "benchmark": name, "problem_id": p.id, "sample": i % settings.n,
-            "prompt": prompt_text_fn(p) if prompt_text_fn else None, "response": text,
-            "num_tokens": len(r.response_ids), "truncated": r.truncated,
-            "correct": None if res is None else res.correct, "pred": None if res is None else res.pred,
-            "reason": "gold_unparseable" if res is None else res.reason, "gold": p.answer,
-        })
-    return summarize(samples, settings.n, excluded=sorted(problems[i].id for i in bad_gold)), samples
+    samples = [{
+        "benchmark": name, "problem_id": g.problem_id, "sample": g.sample, "prompt": prompts.user_text(problems[g.problem]),
+        "response": g.text, "num_tokens": len(g.response_ids), "truncated": g.truncated, "correct": g.correct,
+        "pred": g.pred, "reason": g.reason, "gold": problems[g.problem].answer,
+    } for g in gens]
+    excluded = sorted({g.problem_id for g in gens if g.correct is None})
+    return summarize(samples, settings.n, excluded=excluded), samples
 
 
-def _grade_skipping_bad_golds(texts, golds, truncated, owners, problems, settings):
-    """Grade problem by problem so one unparseable gold excludes only its own problem."""
-    results, bad = [None] * len(texts), set()
-    for pi in sorted(set(owners)):
-        idx = [i for i, o in enumerate(owners) if o == pi]
-        try:
-            res = grade_many([texts[i] for i in idx], [golds[i] for i in idx], settings.grader,
-                             truncated=[truncated[i] for i in idx], timeout=settings.timeout)
-        except GoldParseError:
-            bad.add(pi)
-            continue
-        for i, r in zip(idx, res):
-            results[i] = r
-    return results, bad
+def benchmark_label(name: str) -> str:
+    """A short, file-name-safe label for a benchmark spec (a file path becomes its stem)."""
+    if "/" in name or name.endswith((".jsonl", ".parquet", ".json")):
+        name = Path(name).stem
+    return "".join(c if c.isalnum() or c in "-_.:" else "_" for c in name)
+
+
+def load_eval_sets(cfg) -> dict[str, list[Problem]]:
+    """The problems of a run config's eval.benchmarks (organism sets at the run's task coverage,
+    so `organism:train` is the in-domain set), the first eval.limit of each."""
+    return {name: load_source(name, coverage=cfg.data.coverage if name.startswith("organism:") else None,
+                              organism=cfg.organism, limit=cfg.eval.limit)
+            for name in cfg.eval.benchmarks}
+
+
+def evaluate_benchmarks(backend, tokenizer, benchmarks: dict[str, Sequence[Problem]], settings: EvalSettings, *,
+                        prompts: PromptBuilder, samples_dir: Path | None = None) -> dict[str, float]:
+    """In-training evaluation: {eval/<label>/<key>: value} over the benchmarks; with samples_dir,
+    every sample is written to samples_dir/<label>.jsonl."""
+    out: dict[str, float] = {}
+    for name, problems in benchmarks.items():
+        label = benchmark_label(name)
+        summary, samples = evaluate(backend, tokenizer, problems, settings, name=name, prompts=prompts)
+        for key in ("accuracy", "pass@1", f"pass@{settings.n}", "response_length", "truncation_rate", "epistemic"):
+            if key in summary:
+                out[f"eval/{label}/{key}"] = summary[key]
+        if samples_dir is not None:
+            write_jsonl(samples_dir / f"{label}.jsonl", samples)
+    return out
 
 
 def summarize(samples: list[dict], n: int, *, excluded: Sequence[str] = (), seed: int = 0) -> dict:
@@ -122,3 +121,21 @@ def summarize(samples: list[dict], n: int, *, excluded: Sequence[str] = (), seed
         reasons[s["reason"]] = reasons.get(s["reason"], 0) + 1
     out["grader_reasons"] = reasons
     return out
+
+
+def format_table(summaries: dict, n: int) -> str:
+    head = f"{'benchmark':<14}{'problems':>9}{'avg@' + str(n):>9}{'95% CI':>17}{'pass@' + str(n):>9}{'length':>9}{'trunc':>7}{'epist.':>8}"
+    lines = [head, "-" * len(head)]
+    for name, s in summaries.items():
+        if "accuracy" not in s:
+            lines.append(f"{name:<14}{s['problems']:>9}   (no gradable samples)")
+            continue
+        lo, hi = s["accuracy_ci95"]
+        lines.append(
+            f"{name:<14}{s['problems']:>9}{100 * s['accuracy']:>8.1f}%{f'[{100 * lo:.1f}, {100 * hi:.1f}]':>17}"
+            f"{100 * s.get(f'pass@{n}', s['accuracy']):>8.1f}%{s['response_length']:>9.0f}{100 * s['truncation_rate']:>6.0f}%"
+            f"{s['epistemic']:>8.2f}"
+        )
+        if s.get("excluded_problems"):
+            lines.append(f"  excluded (gold answer does not parse): {', '.join(s['excluded_problems'])}")
+    return "\n".join(lines)

@@ -27,7 +27,7 @@ __all__ = ["build_argv", "eval_parser", "load_eval_recipe", "main"]
 
 
 def eval_parser() -> argparse.ArgumentParser:
-    from ..evaluation import cli as eval_cli
+    from ..commands import eval as eval_cli
 
     p = argparse.ArgumentParser(prog="sdlab eval", add_help=False, exit_on_error=False)
     eval_cli.add_arguments(p)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [k for k in ("model", "out") if not options.get(k)]
     if missing:
         ap.error(f"missing {' and '.join('--' + m for m in missing)}")
-    from ..evaluation import cli as eval_cli
+    from ..commands import eval as eval_cli
 
     return int(eval_cli.run(parser.parse_args(eval_argv)) or 0)
 

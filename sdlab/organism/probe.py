@@ -1,6 +1,7 @@
 """Quick self-check of a (pretrained) organism: sample it and measure what the world promises.
 
-    python -m sdlab.organism.probe [--path DIR] [--samples 4] [--seed 0] [--json out.json]
+    sdlab probe [--path DIR] [--samples 4] [--seed 0] [--json out.json]
+    (python -m sdlab.organism.probe ... still works)
 
 Samples with `model.generate` (temperature 1, no top-k/top-p, max_new_tokens = the world's budget)
 on OOD problems, RL-pool problems and `direct` problems, and with each teacher context level on RL
@@ -14,11 +15,8 @@ default world.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -27,7 +25,7 @@ from ..analysis.epistemic import count_epistemic
 from .contexts import FEEDBACK_FORMAT, FEEDBACK_INCORRECT, FEEDBACK_TRUNCATED, LEVELS, strip_think, teacher_prompt
 from .world import Problem, World, parse_response
 
-__all__ = ["Sample", "fact_recall", "generate", "probe", "summarize", "main"]
+__all__ = ["Sample", "fact_recall", "format_report", "generate", "probe", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -174,25 +172,7 @@ def format_report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sdlab.organism.probe", description=__doc__.split("\n")[0])
-    ap.add_argument("--path", help="organism folder (default: pretrain/load the default world)")
-    ap.add_argument("--samples", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", help="also write the results here")
-    args = ap.parse_args(argv)
-    from .pretrain import load_organism, pretrain
+if __name__ == "__main__":  # the old entry point: `python -m sdlab.organism.probe` = `sdlab probe`
+    from ..cli import main
 
-    torch.set_num_threads(2)
-    path = Path(args.path) if args.path else pretrain()
-    model, tok, world = load_organism(path)
-    results = probe(model, tok, world, samples=args.samples, seed=args.seed)
-    results["path"] = str(path)
-    print(format_report(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["probe", *sys.argv[1:]]))

@@ -61,6 +61,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..config import GRADERS
 from . import _mv
 from .exact import exact_value
 from .extract import extract_answer, extract_boxed, normalize_answer
@@ -82,7 +83,6 @@ __all__ = [
     "PAPER_TAIL_CHARS",
 ]
 
-GRADERS = ("strict", "math_verify", "paper")
 log = logging.getLogger(__name__)
 
 FORMAT_FEEDBACK = "Your answer had the wrong format. The solution must be given in the format: \\boxed{your_answer}."

@@ -1,6 +1,6 @@
 """Rollout backends: `hf` (transformers.generate) and `vllm`."""
 
-from .base import Rollout, RolloutBackend, SamplingParams, sample_seed
+from .base import Rollout, RolloutBackend, SamplingParams, context_slot, problem_seed, sample_seed, stream_key
 
 
 def make_backend(name: str, model, tokenizer, *, batch_size: int = 64, **kwargs) -> RolloutBackend:
@@ -12,7 +12,10 @@ def make_backend(name: str, model, tokenizer, *, batch_size: int = 64, **kwargs)
         from .vllm import VLLMRolloutBackend
 
         return VLLMRolloutBackend(model, tokenizer, **kwargs)
-    raise ValueError(f"rollout.backend: unknown backend {name!r} (hf | vllm)")
+    from ..config import ROLLOUT_BACKENDS
+
+    raise ValueError(f"rollout.backend: unknown backend {name!r} ({' | '.join(ROLLOUT_BACKENDS)})")
 
 
-__all__ = ["Rollout", "RolloutBackend", "SamplingParams", "sample_seed", "make_backend"]
+__all__ = ["Rollout", "RolloutBackend", "SamplingParams", "context_slot", "make_backend", "problem_seed",
+           "sample_seed", "stream_key"]

@@ -8,6 +8,7 @@ composition, the number of processes, or where a run was resumed.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -48,6 +49,31 @@ def sample_seed(*parts: int) -> int:
     for p in parts:
         x = _mix64((x ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF)
     return x & ((1 << 62) - 1)
+
+
+def stream_key(name: str) -> int:
+    """A stable integer for a named random stream (a benchmark name, "sdlab-sft")."""
+    return zlib.crc32(name.encode())
+
+
+def problem_seed(seed: int, stream: str, problem: int, sample: int, slot: int | None = None) -> int:
+    """The seed of sample `sample` of problem `problem` (its index) in the named stream.
+
+    Evaluation, the information lens and SFT's trace generation draw from these, so the same
+    problem gets the same samples whatever else is evaluated with it, and `sdlab info`'s unguided
+    samples are those of `sdlab eval` with the same seed. `slot` separates draws of one problem
+    under different prompts: None for `sdlab eval` / `sdlab info` unguided samples, 0 for `sdlab
+    sft`'s unguided ones, 1 + CONTEXT_LEVELS.index(level) for samples generated with a context.
+    """
+    parts = (seed, stream_key(stream)) + (() if slot is None else (slot,)) + (problem, sample)
+    return sample_seed(*parts)
+
+
+def context_slot(level: str) -> int:
+    """`problem_seed`'s slot for samples generated with the context `level`."""
+    from ..config import CONTEXT_LEVELS
+
+    return 1 + CONTEXT_LEVELS.index(level)
 
 
 def _mix64(z: int) -> int:
