@@ -48,12 +48,18 @@ class ModelConfig:
     name_or_path: str = "organism"
     """Hub id, local path, or `organism` for the model organism's pretrained base."""
     dtype: str = "auto"
-    """auto | float32 | bfloat16 | float16. auto = bfloat16 on GPUs that support it, else float32."""
+    """Compute dtype: auto | float32 | bfloat16 | float16. auto = bfloat16 on GPUs that support it,
+    else float32. Trainable weights stay in model.master_dtype (autocast computes in this dtype)."""
+    master_dtype: str = "float32"
+    """Dtype of the trainable weights and the optimizer states: float32 (default; mixed precision
+    when dtype is lower) or bfloat16 / float16 for pure low-precision training (warned: small
+    updates round away). Frozen teachers and references are kept in the compute dtype."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N | mps. Under `accelerate launch` the accelerator's device wins."""
     trust_remote_code: bool = False
     attn_implementation: str | None = None
     gradient_checkpointing: bool = False
+    """Recompute each decoder layer in the backward (non-reentrant) instead of keeping its activations."""
     cpu_threads: int | None = None
     """torch CPU threads (None = torch's default, one per core). Tiny models run fastest with 1,
     and OpenMP threads that spin on a busy machine can slow them down tenfold."""
@@ -123,7 +129,20 @@ class ActorConfig:
     """Prompts per optimizer step; None = the whole rollout batch (on-policy, one update)."""
     ppo_epochs: int = 1
     micro_batch_size: int = 8
-    """Sequences per forward/backward; gradients accumulate to the mini-batch. Results do not depend on it."""
+    """Sequences per forward/backward when max_tokens_per_micro_batch is unset; gradients accumulate
+    to the mini-batch. Results do not depend on it."""
+    max_tokens_per_micro_batch: int | None = None
+    """Token budget per forward/backward (verl ppo_max_token_len_per_gpu): rows are grouped by length so a
+    micro-batch holds at most this many tokens (prompt + response; the teacher's longer prompt for SDPO),
+    replacing micro_batch_size. None = fixed micro_batch_size rows. Results do not depend on it."""
+    pack_sequences: bool | None = None
+    """Concatenate a micro-batch's rows into one sequence (position ids restart per row, no padding at
+    all). None = auto: on with flash attention (varlen kernels), off otherwise (sdpa/eager would attend
+    over the whole packed length with a block mask)."""
+    logits_chunk_size: int = 1024
+    """Positions whose logits exist at once when log-probs, entropies, top-k and divergences are
+    computed from hidden states (student, teacher, reference, SFT, info); bounds the logits memory to
+    chunk x vocabulary."""
     clip_ratio_low: float = 0.2
     clip_ratio_high: float = 0.28
     clip_ratio_c: float | None = None
@@ -165,8 +184,6 @@ class SDPOConfig:
     templates: dict[str, str] = field(default_factory=dict)
     """Teacher prompt template per context level; missing levels use the reference defaults."""
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    chunk_size: int = 256
-    """Positions per chunk when the teacher's logits are reduced to top-k (bounds memory)."""
 
 
 @dataclass
@@ -419,6 +436,7 @@ def _validate(c: Config) -> None:
     _check(c.steps >= 1, "steps", "must be >= 1")
     _check(c.model.cpu_threads is None or c.model.cpu_threads >= 1, "model.cpu_threads", "must be >= 1")
     _one_of(c.model.dtype, DTYPES, "model.dtype")
+    _one_of(c.model.master_dtype, DTYPES[1:], "model.master_dtype")
     _check(c.data.train_batch_size >= 1, "data.train_batch_size", "must be >= 1")
     _check(c.data.coverage is None or c.data.coverage >= 1, "data.coverage", "must be >= 1")
     _check(c.data.max_prompt_length >= 1, "data.max_prompt_length", "must be >= 1")
@@ -440,6 +458,9 @@ def _validate(c: Config) -> None:
     _check(a.grad_clip > 0, "actor.grad_clip", "must be > 0")
     _check(a.ppo_epochs >= 1, "actor.ppo_epochs", "must be >= 1")
     _check(a.micro_batch_size >= 1, "actor.micro_batch_size", "must be >= 1")
+    _check(a.max_tokens_per_micro_batch is None or a.max_tokens_per_micro_batch >= 1, "actor.max_tokens_per_micro_batch",
+           "must be >= 1 or null")
+    _check(a.logits_chunk_size >= 1, "actor.logits_chunk_size", "must be >= 1")
     if a.ppo_mini_batch_size is not None:
         _check(a.ppo_mini_batch_size >= 1, "actor.ppo_mini_batch_size", "must be >= 1")
         _check(
@@ -465,7 +486,6 @@ def _validate(c: Config) -> None:
     _one_of(s.reprompt_truncation, TRUNCATION_SIDES, "sdpo.reprompt_truncation")
     _one_of(s.teacher.kind, TEACHER_KINDS, "sdpo.teacher.kind")
     _check(0 <= s.teacher.update_rate <= 1, "sdpo.teacher.update_rate", "must be in [0, 1]")
-    _check(s.chunk_size >= 1, "sdpo.chunk_size", "must be >= 1")
     for level in s.templates:
         _one_of(level, CONTEXT_LEVELS, f"sdpo.templates.{level}")
     if c.algorithm == "sdpo":

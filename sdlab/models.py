@@ -6,12 +6,17 @@ engine trains a 0.6M-parameter world model and Qwen3-8B.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .config import ModelConfig
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -51,23 +56,63 @@ def load_tokenizer(path: str, *, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(path: str, cfg: ModelConfig, device: torch.device | None = None):
+@dataclass(frozen=True)
+class Precision:
+    """How a model is stored and computed.
+
+    compute: the dtype matrix multiplies run in (`model.dtype`); master: the dtype of trainable
+    weights and of the optimizer's states (`model.master_dtype`). The default, bf16 compute with
+    fp32 masters, keeps small updates: at lr 1e-6 an AdamW step changes a weight by ~1e-6, which
+    rounds away in bf16 (8 bits of mantissa) for almost every weight, but not in fp32.
+    """
+
+    compute: torch.dtype
+    master: torch.dtype
+
+    @property
+    def mixed(self) -> bool:
+        return self.compute != self.master
+
+    def autocast(self, device: torch.device):
+        """The context in which the policy computes (autocast when compute and master differ)."""
+        if not self.mixed:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.compute)
+
+
+def resolve_precision(cfg: ModelConfig, device: torch.device) -> Precision:
+    compute = resolve_dtype(cfg.dtype, device)
+    master = resolve_dtype(cfg.master_dtype, device) if cfg.master_dtype != "float32" else torch.float32
+    if master != torch.float32:
+        log.warning("model.master_dtype=%s: weights and optimizer states are kept in %s (pure low-precision "
+                    "training); small updates round away — use the default float32 masters unless memory forces it",
+                    cfg.master_dtype, master)
+    return Precision(compute=compute, master=master)
+
+
+def load_model(path: str, cfg: ModelConfig, device: torch.device | None = None, *, trainable: bool = True):
+    """The model on `device`: trainable weights in the master dtype (`resolve_precision`), a model
+    that is only evaluated in the compute dtype. With `model.gradient_checkpointing` every decoder
+    layer is checkpointed (non-reentrant: correct with frozen inputs, no-grad teachers and DDP/FSDP);
+    transformers checkpoints only in training mode, which the trainer keeps the policy in."""
     device = device or resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
-    kwargs = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code}
+    precision = resolve_precision(cfg, device)
+    kwargs = {"dtype": precision.master if trainable else precision.compute, "trust_remote_code": cfg.trust_remote_code}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    if trainable and cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    return model.to(device)
+    model = model.to(device)
+    return model.train() if trainable else model.eval()
 
 
-def load_model_and_tokenizer(cfg: ModelConfig, organism_overrides: dict | None = None, device=None):
+def load_model_and_tokenizer(cfg: ModelConfig, organism_overrides: dict | None = None, device=None, *,
+                             trainable: bool = True):
     path = resolve_model_path(cfg.name_or_path, organism_overrides)
     tokenizer = load_tokenizer(path, trust_remote_code=cfg.trust_remote_code)
-    model = load_model(path, cfg, device)
+    model = load_model(path, cfg, device, trainable=trainable)
     return model, tokenizer, path
 
 

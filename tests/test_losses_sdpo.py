@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from sdlab.algorithms import sdpo
+from sdlab.algorithms.logits import entropy, mass_on, token_logprobs
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
@@ -76,7 +77,7 @@ def test_tail_bucket_and_renormalize():
 def test_s3_sampled_token_value_and_gradient():
     s = S_LOGITS.clone().requires_grad_(True)
     y = torch.tensor(1)
-    ls, lt = sdpo.token_logprobs(s, y), sdpo.token_logprobs(T_LOGITS, y)
+    ls, lt = token_logprobs(s, y), token_logprobs(T_LOGITS, y)
     close(ls, -1.44018970, atol=1e-8)
     close(lt, -0.54600639, atol=1e-8)
     loss = sdpo.sampled_token_loss(ls, lt)
@@ -141,39 +142,32 @@ def test_zero_probability_entries_do_not_produce_nan():
     assert torch.isfinite(ls.grad).all()
 
 
-# ----------------------------------------------------------------------------- chunked teacher
+# ----------------------------------------------------------------------------- the mode switch
 
 
-@pytest.mark.parametrize("chunk_size", [1, 4, 7, 1000])
-def test_teacher_topk_logprobs_chunked_matches_unchunked(chunk_size):
-    g = torch.Generator().manual_seed(3)
-    b, t, h, v, k = 3, 5, 8, 23, 6
-    hidden = torch.randn(b, t, h, generator=g, dtype=F64)
-    head = torch.nn.Linear(h, v, bias=False).to(F64)
-    with torch.no_grad():
-        head.weight.copy_(torch.randn(v, h, generator=g, dtype=F64))
-    ids = torch.randint(0, v, (b, t, k), generator=g)
-    extra = [2, 5, 11]
-    temp = 0.7
-    out = sdpo.teacher_topk_logprobs_chunked(hidden, head, ids, temp, chunk_size, extra_ids=extra)
-    with torch.no_grad():
-        logits = head(hidden) / temp
-    close(out.logprobs, teacher_topk_logp(logits, ids), atol=1e-12)
-    close(out.entropy, sdpo.entropy(logits), atol=1e-12)
-    close(out.mass, torch.softmax(logits, -1)[..., extra].sum(-1), atol=1e-12)
-    assert out.logprobs.dtype == F64 and not out.logprobs.requires_grad
-    logp, ent, mass = out  # unpacks as a plain tuple (engine usage)
-    none = sdpo.teacher_topk_logprobs_chunked(hidden, head, ids, temp, chunk_size)
-    close(none.mass, torch.zeros(b, t))
-    close(sdpo.mass_on(logits, extra), out.mass, atol=1e-12)
+@pytest.mark.parametrize("mode,alpha", [("full", 0.5), ("topk", 0.5), ("topk", 0.0), ("sampled_token", 1.0)])
+def test_per_token_loss_is_the_named_support(mode, alpha):
+    s, t = rand_logits(11), rand_logits(12)
+    y = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(13))
+    got = sdpo.per_token_loss(mode, s, t, y, alpha=alpha, topk=4, add_tail=True)
+    if mode == "full":
+        want = sdpo.full_vocab_loss(s, t, alpha)
+    elif mode == "topk":
+        ids = sdpo.student_topk(s, 4)
+        want = sdpo.topk_loss(s, teacher_topk_logp(t, ids), ids, alpha, True)
+    else:
+        want = sdpo.sampled_token_loss(token_logprobs(s, y), token_logprobs(t, y))
+    close(got, want, atol=0)
+    with pytest.raises(ValueError, match="unknown distillation mode"):
+        sdpo.per_token_loss("topk_logits", s, t, y, alpha=alpha)
 
 
-def test_teacher_chunked_lower_precision_head_upcasts():
-    hidden = torch.randn(2, 3, 4).to(torch.bfloat16)
-    head = torch.nn.Linear(4, 9, bias=False).to(torch.bfloat16)
-    ids = torch.zeros(2, 3, 1, dtype=torch.long)
-    out = sdpo.teacher_topk_logprobs_chunked(hidden, head, ids, 1.0, 2)
-    assert out.logprobs.dtype == torch.float32
+def test_logit_helpers():
+    logits = rand_logits(14)
+    close(entropy(logits), -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1), atol=1e-12)
+    close(mass_on(logits, [2, 5]), logits.softmax(-1)[..., [2, 5]].sum(-1), atol=1e-12)
+    close(mass_on(logits, None), torch.zeros(B, T))
+    assert entropy(logits.to(torch.bfloat16)).dtype == torch.float32
 
 
 # ----------------------------------------------------------------------------- TRL parity
@@ -239,25 +233,32 @@ def test_trl_topk_loss(lu, alpha, add_tail):
     close(ours[1], ref[1], atol=1e-12)
 
 
-def test_trl_topk_loss_via_chunked_teacher(lu):
-    """Engine path: teacher log-probs from hidden states, chunked, equal TRL on the full teacher logits."""
+def test_trl_topk_loss_via_chunked_engine_path(lu):
+    """Engine path: both models' logits from hidden states, a chunk of positions at a time
+    (`map_chunks` + `per_token_loss`), equal TRL on the full logits — values and gradients."""
+    from sdlab.engine.head import map_chunks
+
     g = torch.Generator().manual_seed(9)
-    hidden = torch.randn(B, T, 10, generator=g, dtype=F64)
-    w = torch.randn(V, 10, generator=g, dtype=F64)
+    hs = torch.randn(B * T, 10, generator=g, dtype=F64, requires_grad=True)
+    ht = torch.randn(B * T, 10, generator=g, dtype=F64)
+    ws, wt = torch.randn(V, 10, generator=g, dtype=F64), torch.randn(V, 10, generator=g, dtype=F64)
     temp, k = 0.8, 5
-    s = rand_logits(10)
-    ids = sdpo.student_topk(s, k)
-    gathered = sdpo.teacher_topk_logprobs_chunked(hidden, lambda h: h @ w.T, ids, temp, 5).logprobs
-    ours = sdpo.topk_loss(s, gathered, ids, 0.5, True)
-    ref = lu.compute_topk_self_distillation_loss(s, hidden @ w.T / temp, distillation_topk=k,
-                                                 distillation_alpha=0.5, distillation_add_tail=True)
-    close(ours, ref, atol=1e-12)
+    y = torch.zeros(B * T, dtype=torch.long)
+    (ours,) = map_chunks(lambda h, t, ids: (sdpo.per_token_loss("topk", h @ ws.T / temp, t @ wt.T / temp, ids, alpha=0.5,
+                                                                 topk=k, add_tail=True),), 3, hs, ht, y)
+    ours.sum().backward()
+    hs_ref = hs.detach().clone().requires_grad_(True)
+    ref = lu.compute_topk_self_distillation_loss((hs_ref @ ws.T / temp).view(B, T, V), (ht @ wt.T / temp).view(B, T, V),
+                                                 distillation_topk=k, distillation_alpha=0.5, distillation_add_tail=True)
+    ref.sum().backward()
+    close(ours.view(B, T), ref, atol=1e-12)
+    close(hs.grad, hs_ref.grad, atol=1e-12)
 
 
 def test_trl_sampled_token_loss(lu):
     s, t = rand_logits(6), rand_logits(7)
     y = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(8))
-    ours = _value_and_grad(lambda x: sdpo.sampled_token_loss(sdpo.token_logprobs(x, y), sdpo.token_logprobs(t, y)), s)
+    ours = _value_and_grad(lambda x: sdpo.sampled_token_loss(token_logprobs(x, y), token_logprobs(t, y)), s)
     ref = _value_and_grad(lambda x: lu.compute_sampled_token_self_distillation_loss(x, t, y, distillation_alpha=1.0), s)
     close(ours[0], ref[0], atol=1e-12)
     close(ours[1], ref[1], atol=1e-12)
@@ -338,17 +339,17 @@ def test_trl_self_distillation_loss(sdpo_trainer_cls, case, with_old):
     cm, sd = random_masks(seed)
     old = None
     if with_old:
-        old = sdpo.token_logprobs(s, y) + 0.6 * torch.randn(B, T, generator=torch.Generator().manual_seed(seed), dtype=F64)
+        old = token_logprobs(s, y) + 0.6 * torch.randn(B, T, generator=torch.Generator().manual_seed(seed), dtype=F64)
 
     def ours_fn(x):
-        logp = sdpo.token_logprobs(x, y)
+        logp = token_logprobs(x, y)
         if case["mode"] == "full":
             pt = sdpo.full_vocab_loss(x, tl, case["alpha"])
         elif case["mode"] == "topk":
             ids = sdpo.student_topk(x, k)
             pt = sdpo.topk_loss(x, teacher_topk_logp(tl, ids), ids, case["alpha"], case["add_tail"])
         else:
-            pt = sdpo.sampled_token_loss(logp, sdpo.token_logprobs(tl, y))
+            pt = sdpo.sampled_token_loss(logp, token_logprobs(tl, y))
         if old is not None:
             pt = pt * sdpo.is_clip_weights(logp, old, 2.0)
         return sdpo.distillation_loss(pt, cm, sd, num_seqs=B)

@@ -15,6 +15,7 @@ from sdlab.config import Config, load_config
 from sdlab.experiments import sweep as sw
 from sdlab.experiments.eval_recipe import build_argv, eval_parser, load_eval_recipe
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
     """Tiny models run fastest on one thread; on a busy 2-core machine, OpenMP threads spinning

@@ -19,8 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sdlab.rewards import TaskTimeout, VerifierPool, clear_cache, get_pool, grade, grade_many
-from sdlab.rewards import _mv
+from sdlab.rewards import TaskTimeout, VerifierPool, _mv, clear_cache, get_pool, grade, grade_many
 from sdlab.rewards import pool as pool_mod
 
 DEADLINE = 1.5

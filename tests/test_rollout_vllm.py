@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sdlab.algorithms.sdpo import token_logprobs
-from sdlab.engine.batch import pack, response_logits
+from sdlab.engine.batch import pack
+from sdlab.engine.head import response_hidden, score_tokens
 from sdlab.rollout import SamplingParams, make_backend, sample_seed
 
 pytest.importorskip("vllm")
@@ -19,7 +19,8 @@ def _teacher_forced_logprobs(model, prompt, response):
     """The trainer's own recomputation (what the rollout IS correction compares vLLM against)."""
     batch = pack([prompt], [response], pad_id=0)
     with torch.no_grad():
-        return token_logprobs(response_logits(model, batch), batch.response_ids)[0]
+        hidden, head = response_hidden(model, batch)
+        return score_tokens(hidden, head, batch.tokens, 1024)[0]
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import yaml
 from sdlab.config import ConfigError
 from sdlab.experiments import sweep as sw
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
     """Tiny models run fastest on one thread; on a busy 2-core machine, OpenMP threads spinning

@@ -129,14 +129,21 @@ def _cli(args, **kw):
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def test_sigkill_and_resume_matches_uninterrupted_run(tiny_qwen3, toy_data, tmp_path):
+REAL_MODEL_SETTINGS = ("model.gradient_checkpointing=true", "model.dtype=bfloat16", "actor.max_tokens_per_micro_batch=300",
+                       "actor.logits_chunk_size=4")
+
+
+@pytest.mark.parametrize("extra", [(), REAL_MODEL_SETTINGS], ids=["default", "real-model-settings"])
+def test_sigkill_and_resume_matches_uninterrupted_run(tiny_qwen3, toy_data, tmp_path, extra):
     """SDPO (EMA teacher, half GRPO) with the real strict grader: killed with SIGKILL mid-run and
-    resumed, it ends with the same weights and metrics lines as an uninterrupted run."""
+    resumed, it ends with the same weights and metrics lines as an uninterrupted run — also with
+    the settings of the real-model recipes (checkpointing, bf16 compute on fp32 masters, a token
+    budget per micro-batch, a chunked head)."""
     overrides = [f"model.name_or_path={tiny_qwen3}", f"data.train={toy_data}", "model.device=cpu",
                  "reward.grader=strict", "rollout.n=4", "rollout.max_new_tokens=8", "data.train_batch_size=4",
                  "steps=6", "actor.lr=1e-3", "logging.progress=false", "algorithm=sdpo", "teacher_context=answer",
                  "sdpo.teacher.kind=ema", "sdpo.distillation_weight=0.5", "sdpo.distillation_topk=8",
-                 "checkpoint.save_every=1", "checkpoint.keep_last=10", "actor.ppo_mini_batch_size=2"]
+                 "checkpoint.save_every=1", "checkpoint.keep_last=10", "actor.ppo_mini_batch_size=2", *extra]
     full, killed = tmp_path / "full", tmp_path / "killed"
     p = _cli(["train", *overrides, f"output_dir={full}"])
     assert p.wait(timeout=300) == 0, p.stdout.read()

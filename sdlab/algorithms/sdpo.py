@@ -18,20 +18,20 @@ Supports:
     sampled_token   only the sampled token: sg(ls - lt) * ls (alpha must be 1)
                                                                  -> `sampled_token_loss`
 
-The top-k and sampled-token losses take the teacher's log-probs *already gathered* at the support
-ids, so the engine can produce them chunk by chunk from hidden states
-(`teacher_topk_logprobs_chunked`) without a full B x T x V teacher tensor.
+`per_token_loss(mode, ...)` picks the support; the engine calls it on a chunk of positions at a
+time with both models' logits for that chunk (`sdlab.engine.head`), so no B x T x V tensor of
+either model ever exists.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
 
 from ..config import DISTILLATION_MODES
+from .logits import token_logprobs
 
 LOG_RATIO_CLAMP = 20.0
 TAIL_MAX_LOG_MASS = -1e-7
@@ -137,107 +137,28 @@ def sampled_token_loss(student_token_logp: Tensor, teacher_token_logp: Tensor) -
     return (student_token_logp - teacher_token_logp).detach() * student_token_logp
 
 
-def token_logprobs(logits: Tensor, ids: Tensor) -> Tensor:
-    """log softmax(logits)[..., ids] for ids [...] -> [...] (no full log-softmax materialised)."""
-    return logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-
-
-class TeacherGather(NamedTuple):
-    logprobs: Tensor  # [B, T, k] teacher log-probs (over the full vocabulary) at the given ids
-    entropy: Tensor  # [B, T] teacher entropy (diagnostic)
-    mass: Tensor  # [B, T] teacher probability mass on extra_ids (0 when none given)
-
-
-@torch.no_grad()
-def teacher_topk_logprobs_chunked(
-    hidden: Tensor,
-    lm_head: Callable[[Tensor], Tensor],
-    ids: Tensor,
-    temperature: float = 1.0,
-    chunk_size: int = 1024,
-    *,
-    extra_ids: Tensor | Sequence[int] | None = None,
-) -> TeacherGather:
-    """Teacher log-probs at `ids` computed from hidden states, `chunk_size` positions at a time.
-
-    hidden [B, T, H] (the teacher's last hidden states at the response positions), lm_head maps
-    [N, H] -> [N, V] logits, ids [B, T, k]. Per chunk: logits = lm_head(h) / temperature in at least
-    float32, log-probs = logits[ids] - logsumexp(logits). Only chunk_size x V logits exist at once.
-    Also returns the teacher's entropy and its probability mass on `extra_ids` per position.
-    """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    b, t = hidden.shape[:2]
-    k = ids.shape[-1]
-    flat_h = hidden.reshape(b * t, hidden.shape[-1])
-    flat_ids = ids.reshape(b * t, k)
-    extra = None
-    if extra_ids is not None:
-        extra = torch.as_tensor(extra_ids, dtype=torch.long, device=hidden.device).reshape(-1)
-        if extra.numel() == 0:
-            extra = None
-    out_lp, out_ent, out_mass = [], [], []
-    for start in range(0, b * t, chunk_size):
-        logits = lm_head(flat_h[start : start + chunk_size])
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        if temperature != 1.0:
-            logits = logits / temperature
-        lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-        out_lp.append(logits.gather(-1, flat_ids[start : start + chunk_size]) - lse)
-        logp = logits - lse
-        probs = logp.exp()
-        out_ent.append(-(probs * logp).sum(-1))
-        out_mass.append(probs[:, extra].sum(-1) if extra is not None else probs.new_zeros(probs.shape[0]))
-    if not out_lp:  # empty batch
-        dtype = torch.promote_types(hidden.dtype, torch.float32)
-        return TeacherGather(hidden.new_zeros((b, t, k), dtype=dtype), hidden.new_zeros((b, t), dtype=dtype),
-                             hidden.new_zeros((b, t), dtype=dtype))
-    return TeacherGather(torch.cat(out_lp).reshape(b, t, k), torch.cat(out_ent).reshape(b, t),
-                         torch.cat(out_mass).reshape(b, t))
-
-
 # --------------------------------------------------------------------------- the mode switch
 
 
-def per_token_loss(
-    mode: str,
-    student_logits: Tensor,
-    student_logp: Tensor,
-    response_ids: Tensor,
-    teacher_hidden: Tensor,
-    teacher_head: Callable[[Tensor], Tensor],
-    *,
-    alpha: float,
-    topk: int = 100,
-    add_tail: bool = True,
-    temperature: float = 1.0,
-    chunk_size: int = 1024,
-    extra_ids: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(per-token divergence [B, T], teacher entropy [B, T], teacher mass on extra_ids [B, T]) for
-    one distillation mode: the only place the engine branches on `sdpo.distillation_mode`.
+def per_token_loss(mode: str, student_logits: Tensor, teacher_logits: Tensor, ids: Tensor, *, alpha: float,
+                   topk: int = 100, add_tail: bool = True) -> Tensor:
+    """Per-token divergence for one distillation mode: the only place the engine branches on
+    `sdpo.distillation_mode`.
 
-    student_logits [B, T, V] (already / temperature, with grad), student_logp [B, T] (log-probs of
-    response_ids); the teacher is given as its last hidden states at the response positions and its
-    LM head, so `topk` and `sampled_token` reduce it chunk by chunk without a B x T x V tensor.
+    student_logits [..., V] (already / temperature, with grad) and teacher_logits [..., V] (treated
+    as constant) at the same positions, ids [...] the sampled tokens. The engine calls this on a
+    chunk of positions at a time, so neither logits tensor ever spans the whole response.
     """
-    with torch.no_grad():
-        if mode == "full":
-            t_logits = teacher_head(teacher_hidden).float() / temperature
-            t_entropy, t_mass = entropy(t_logits), mass_on(t_logits, extra_ids)
-        else:
-            ids = student_topk(student_logits, topk) if mode == "topk" else response_ids.unsqueeze(-1)
-            gathered, t_entropy, t_mass = teacher_topk_logprobs_chunked(
-                teacher_hidden, teacher_head, ids, temperature, chunk_size, extra_ids=extra_ids)
+    teacher_logits = teacher_logits.detach()
     if mode == "full":
-        per_token = full_vocab_loss(student_logits, t_logits, alpha)
-    elif mode == "topk":
-        per_token = topk_loss(student_logits, gathered, ids, alpha, add_tail)
-    elif mode == "sampled_token":
-        per_token = sampled_token_loss(student_logp, gathered.squeeze(-1))
-    else:
-        raise ValueError(f"unknown distillation mode {mode!r}; expected one of {', '.join(DISTILLATION_MODES)}")
-    return per_token, t_entropy, t_mass
+        return full_vocab_loss(student_logits, teacher_logits, alpha)
+    if mode == "topk":
+        support = student_topk(student_logits, topk)
+        teacher_lp = teacher_logits.gather(-1, support) - torch.logsumexp(teacher_logits, dim=-1, keepdim=True)
+        return topk_loss(student_logits, teacher_lp, support, alpha, add_tail)
+    if mode == "sampled_token":
+        return sampled_token_loss(token_logprobs(student_logits, ids), token_logprobs(teacher_logits, ids))
+    raise ValueError(f"unknown distillation mode {mode!r}; expected one of {', '.join(DISTILLATION_MODES)}")
 
 
 # --------------------------------------------------------------------------- IS and aggregation
@@ -265,26 +186,3 @@ def distillation_loss(per_token: Tensor, response_mask: Tensor, sd_mask: Tensor 
     per_seq = (per_token * mask).sum(-1) / mask.sum(-1).clamp_min(1)
     denom = num_seqs.to(per_token.dtype).clamp_min(1) if isinstance(num_seqs, Tensor) else max(float(num_seqs), 1.0)
     return per_seq.sum() / denom
-
-
-# --------------------------------------------------------------------------- diagnostics
-
-
-@torch.no_grad()
-def entropy(logits: Tensor) -> Tensor:
-    """Entropy of softmax(logits) over the last dim (computed in at least float32)."""
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    logp = torch.log_softmax(logits, dim=-1)
-    return -(logp.exp() * logp).sum(-1)
-
-
-@torch.no_grad()
-def mass_on(logits: Tensor, token_ids: Tensor | Sequence[int] | None) -> Tensor:
-    """Probability mass softmax(logits) puts on `token_ids` at each position (0 for none)."""
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    if token_ids is None:
-        return logits.new_zeros(logits.shape[:-1])
-    ids = torch.as_tensor(token_ids, dtype=torch.long, device=logits.device).reshape(-1)
-    if ids.numel() == 0:
-        return logits.new_zeros(logits.shape[:-1])
-    return torch.softmax(logits, dim=-1)[..., ids].sum(-1)

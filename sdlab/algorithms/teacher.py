@@ -1,8 +1,11 @@
 """The self-distillation teacher's weights: frozen (the initial model), EMA, or live (the student).
 
 frozen and ema keep a separate copy of the initial weights in memory (on one device this is a
-plain deep copy; sharded setups should build it from the model path instead). The EMA rule is
-θ_T ← (1 − r)·θ_T + r·θ_S, applied once per training step after all mini-batch updates.
+plain deep copy; sharded setups should build it from the model path instead). A frozen teacher
+only runs forward passes, so it is kept in the compute dtype (`frozen_dtype`, e.g. bf16 while the
+student's masters are fp32); an EMA teacher keeps the student's dtype, since its small updates
+would round away in bf16. The EMA rule is θ_T ← (1 − r)·θ_T + r·θ_S, applied once per training
+step after all mini-batch updates.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from ..config import TEACHER_KINDS
 
 
 class Teacher:
-    def __init__(self, kind: str, student: torch.nn.Module, update_rate: float = 0.05):
+    def __init__(self, kind: str, student: torch.nn.Module, update_rate: float = 0.05, *,
+                 frozen_dtype: torch.dtype | None = None):
         self.kind = kind
         self.update_rate = update_rate
         self._student = student
@@ -23,6 +27,8 @@ class Teacher:
             self.model = None
         elif kind in ("frozen", "ema"):
             self.model = copy.deepcopy(_unwrap(student)).eval()
+            if kind == "frozen" and frozen_dtype is not None:
+                self.model.to(frozen_dtype)
             for p in self.model.parameters():
                 p.requires_grad_(False)
         else:

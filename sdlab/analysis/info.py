@@ -32,8 +32,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..algorithms.sdpo import mass_on, token_logprobs
-from ..engine.batch import pack, response_hidden, response_logits
+from ..engine.batch import pack
+from ..engine.head import response_hidden, score_tokens
 from .epistemic import epistemic_token_ids
 
 __all__ = [
@@ -72,14 +72,6 @@ class TokenScores:
         return int(self.logp_c.numel())
 
 
-def _needs_full_forward(model) -> bool:
-    """Models whose forward transforms the LM head's output (soft-capping, logit scale) must be
-    scored through the full forward, not hidden states + head."""
-    inner = model.module if hasattr(model, "module") else model
-    cfg = getattr(inner, "config", None)
-    return any(getattr(cfg, k, None) not in (None, 1.0) for k in ("final_logit_softcapping", "logit_scale", "logits_scaling"))
-
-
 def _as_batch(x) -> list[list[int]]:
     """Accept one sequence (list of ints / 1-D tensor) or a sequence of them ([] = no sequences)."""
     if isinstance(x, torch.Tensor):
@@ -108,40 +100,25 @@ def response_scores(
     """(log p(y_t | context, y_<t) [T], epistemic mass [T] or None) for each (context, response).
 
     Pairs are deduplicated (and looked up in / added to `cache` when given, keyed by the token
-    tuples and the temperature), sorted by length and scored `batch_size` sequences per forward.
-    Logits are formed `chunk_size` response positions at a time from the last hidden states, so
-    the full [B, L, V] tensor never exists (except for models that need the full forward)."""
+    tuples and the temperature), sorted by length and scored `batch_size` sequences per forward,
+    through the engine's one scoring path (`sdlab.engine.head`: hidden states, then logits
+    `chunk_size` positions at a time, so no [tokens, V] tensor exists)."""
     if len(contexts) != len(responses):
         raise ValueError("response_scores: contexts and responses differ in length")
     cache = {} if cache is None else cache
     keys = [(tuple(c), tuple(r), float(temperature), extra_ids is not None) for c, r in zip(contexts, responses)]
     todo = sorted({k for k in keys if k not in cache}, key=lambda k: -(len(k[0]) + len(k[1])))
     device = next(model.parameters()).device
-    extra = extra_ids.to(device) if extra_ids is not None else None
-    full = _needs_full_forward(model)
     was_training = model.training
     model.eval()
     try:
         for start in range(0, len(todo), max(1, batch_size)):
             chunk_keys = todo[start : start + batch_size]
             batch = pack([list(k[0]) for k in chunk_keys], [list(k[1]) for k in chunk_keys], pad_id).to(device)
-            if full:
-                logits = response_logits(model, batch, temperature)
-                logp = token_logprobs(logits, batch.response_ids)
-                mass = mass_on(logits, extra) if extra is not None else None
-            else:
-                hidden, head = response_hidden(model, batch)
-                lps, masses = [], []
-                for s in range(0, hidden.shape[1], chunk_size):
-                    logits = head(hidden[:, s : s + chunk_size]).float()
-                    if temperature != 1.0:
-                        logits = logits / temperature
-                    lps.append(token_logprobs(logits, batch.response_ids[:, s : s + chunk_size]))
-                    if extra is not None:
-                        masses.append(mass_on(logits, extra))
-                logp = torch.cat(lps, dim=1)
-                mass = torch.cat(masses, dim=1) if extra is not None else None
-            logp, mass = logp.float().cpu(), (mass.float().cpu() if mass is not None else None)
+            hidden, head = response_hidden(model, batch, temperature)
+            logp, _, mass = score_tokens(hidden, head, batch.tokens, chunk_size, extra_ids=extra_ids)
+            logp = batch.to_rows(logp.float()).cpu()
+            mass = batch.to_rows(mass.float()).cpu() if extra_ids is not None else None
             for i, k in enumerate(chunk_keys):
                 n = len(k[1])
                 cache[k] = (logp[i, :n].clone(), mass[i, :n].clone() if mass is not None else None)

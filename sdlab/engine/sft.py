@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from ..algorithms.context import level_contexts
-from ..algorithms.sdpo import token_logprobs
 from ..algorithms.sft import Trace, select_traces, sft_loss, truncate_example
 from ..analysis.epistemic import count_epistemic
 from ..config import Config
@@ -39,9 +38,10 @@ from ..data.sources import load_source
 from ..evaluation.runner import EvalSettings, evaluate_benchmarks, load_eval_sets
 from ..evaluation.sampling import Job, generate_graded, group_by_problem, parse_solve_range, select_problems
 from ..io import write_jsonl
-from ..models import load_model_and_tokenizer, resolve_device, save_model
+from ..models import load_model_and_tokenizer, resolve_device, resolve_precision, save_model
 from ..rollout import SamplingParams, context_slot, make_backend, problem_seed
-from .batch import pack, response_logits
+from .batch import pack, packing_enabled, plan_micro_batches
+from .head import response_hidden, score_tokens
 from .metrics import MetricsWriter, rewind_metrics
 from .schedule import lr_at
 
@@ -214,11 +214,14 @@ def read_traces(path: str | Path, tokenizer, prompts: PromptBuilder) -> list[Tra
 
 
 def sft_micro_loss(model, prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int, *,
-                   mode: str = "token-mean", num_tokens, num_seqs) -> tuple[torch.Tensor, float]:
-    """(loss of these rows with the batch's normalisers, their summed NLL) for one micro-batch."""
+                   mode: str = "token-mean", num_tokens, num_seqs, chunk_size: int = 1024,
+                   packed: bool = False) -> tuple[torch.Tensor, float]:
+    """(loss of these rows with the batch's normalisers, their summed NLL) for one micro-batch; the
+    log-probs come from hidden states a chunk at a time (`sdlab.engine.head`)."""
     device = next(model.parameters()).device
-    batch = pack(list(prompts), list(responses), pad_id).to(device)
-    logp = token_logprobs(response_logits(model, batch), batch.response_ids)
+    batch = pack(list(prompts), list(responses), pad_id, packed=packed).to(device)
+    hidden, head = response_hidden(model, batch)
+    logp = batch.to_rows(score_tokens(hidden, head, batch.tokens, chunk_size)[0])
     loss = sft_loss(logp, batch.response_mask, mode=mode, num_tokens=num_tokens, num_seqs=num_seqs)
     return loss, float((-logp.detach() * batch.response_mask).sum())
 
@@ -245,6 +248,9 @@ def train_sft(model, tokenizer, traces: Sequence[Trace], cfg: Config, metrics) -
     if not examples:
         raise ValueError(f"every trace's prompt is longer than sft.max_length={sft.max_length}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=a.betas, weight_decay=a.weight_decay)
+    device = next(model.parameters()).device
+    precision = resolve_precision(cfg.model, device)
+    packed = packing_enabled(a.pack_sequences, model)
     steps_per_epoch = math.ceil(len(examples) / sft.batch_size)
     total = sft.epochs * steps_per_epoch
     model.train()
@@ -258,10 +264,14 @@ def train_sft(model, tokenizer, traces: Sequence[Trace], cfg: Config, metrics) -
             optimizer.zero_grad(set_to_none=True)
             num_tokens = sum(len(examples[i][1]) for i in rows)
             loss_sum, nll_sum = 0.0, 0.0
-            for k in range(0, len(rows), a.micro_batch_size):
-                mrows = rows[k : k + a.micro_batch_size]
-                loss, nll = sft_micro_loss(model, [examples[i][0] for i in mrows], [examples[i][1] for i in mrows], pad_id,
-                                           mode=sft.loss_agg_mode, num_tokens=float(num_tokens), num_seqs=float(len(rows)))
+            lengths = [len(examples[i][0]) + len(examples[i][1]) for i in rows]
+            for micro in plan_micro_batches(lengths, max_rows=a.micro_batch_size,
+                                            max_tokens=a.max_tokens_per_micro_batch, packed=packed):
+                mrows = [rows[k] for k in micro]
+                with precision.autocast(device):
+                    loss, nll = sft_micro_loss(model, [examples[i][0] for i in mrows], [examples[i][1] for i in mrows],
+                                               pad_id, mode=sft.loss_agg_mode, num_tokens=float(num_tokens),
+                                               num_seqs=float(len(rows)), chunk_size=a.logits_chunk_size, packed=packed)
                 loss.backward()
                 loss_sum += float(loss.detach())
                 nll_sum += nll

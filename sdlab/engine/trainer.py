@@ -11,9 +11,10 @@ mini-batch, so W processes compute the same update as one process on the same gl
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from accelerate.utils import set_seed
 from ..algorithms import advantages as adv_lib
 from ..algorithms import grpo, sdpo
 from ..algorithms.context import build_teacher_contexts
-from ..algorithms.sdpo import entropy, mass_on, token_logprobs
+from ..algorithms.logits import entropy, mass_on, token_logprobs
 from ..algorithms.teacher import Teacher
 from ..analysis.epistemic import count_epistemic, epistemic_token_ids
 from ..config import Config
@@ -33,19 +34,20 @@ from ..data.problems import DataSampler, Problem
 from ..data.prompts import PromptBuilder
 from ..data.sources import load_source
 from ..evaluation.runner import EvalSettings, evaluate_benchmarks, load_eval_sets
-from ..models import load_model_and_tokenizer, resolve_device
+from ..models import load_model_and_tokenizer, resolve_device, resolve_precision
 from ..rewards import grade_many
 from ..rewards import summarize as summarize_grades
 from ..rollout import SamplingParams, make_backend, sample_seed
 from . import checkpoint as ckpt
-from .batch import pack, response_hidden, response_logits
+from .batch import pack, packing_enabled, plan_micro_batches
+from .head import map_chunks, response_hidden, score_tokens
 from .metrics import MetricsWriter, rewind_metrics
 from .schedule import lr_at
 
 
 @dataclass
-class Samples:
-    """The local rollout batch of one training step, one row per sampled response."""
+class Rollouts:
+    """What one step sampled on this process: one row per response."""
 
     problems: list[Problem]
     prompt_ids: list[list[int]]
@@ -54,12 +56,24 @@ class Samples:
     truncated: list[bool]
     group_ids: list[int]
     minibatch: list[int]
-    rewards: torch.Tensor = None
-    advantages: torch.Tensor = None
-    texts: list[str] = field(default_factory=list)
-    feedbacks: list[str] = field(default_factory=list)
-    teacher_ids: list[list[int]] | None = None
-    distilled: torch.Tensor | None = None
+
+
+@dataclass
+class Scores:
+    """What the grader said about each row, and the group-relative advantages."""
+
+    texts: list[str]
+    rewards: torch.Tensor
+    advantages: torch.Tensor
+    feedbacks: list[str]
+
+
+@dataclass
+class TeacherInputs:
+    """The self-distillation teacher's prompt for each row, and which rows are distilled."""
+
+    prompt_ids: list[list[int]]
+    distilled: torch.Tensor
 
 
 class Trainer:
@@ -77,9 +91,13 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
         model, self.tokenizer, self.model_path = load_model_and_tokenizer(cfg.model, cfg.organism, device=self.accelerator.device)
+        self.precision = resolve_precision(cfg.model, self.accelerator.device)
         self.pad_id = self.tokenizer.pad_token_id
-        self.teacher = Teacher(cfg.sdpo.teacher.kind, model, cfg.sdpo.teacher.update_rate) if cfg.algorithm == "sdpo" else None
-        self.reference = Teacher("frozen", model) if cfg.actor.use_kl_loss else None
+        self.packed = packing_enabled(cfg.actor.pack_sequences, model)
+        sd = cfg.sdpo
+        self.teacher = (Teacher(sd.teacher.kind, model, sd.teacher.update_rate, frozen_dtype=self.precision.compute)
+                        if cfg.algorithm == "sdpo" else None)
+        self.reference = Teacher("frozen", model, frozen_dtype=self.precision.compute) if cfg.actor.use_kl_loss else None
         a = cfg.actor
         optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=a.betas, weight_decay=a.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
@@ -176,16 +194,18 @@ class Trainer:
     # ------------------------------------------------------------------ one step
 
     def step(self) -> dict[str, Any]:
+        """One training step: rollouts -> rewards -> (teacher inputs) -> update."""
         cfg = self.cfg
-        batch = self.sampler.next(cfg.data.train_batch_size)
         t0 = time.perf_counter()
-        samples = self.rollout([self.problems[i] for i in batch])
+        rollouts = self.rollout([self.problems[i] for i in self.sampler.next(cfg.data.train_batch_size)])
         t_gen = time.perf_counter() - t0
-        metrics = self.score(samples)
+        scores, metrics = self.score(rollouts)
         t_reward = time.perf_counter() - t0 - t_gen
+        teacher_inputs = None
         if cfg.algorithm == "sdpo":
-            metrics.update(self.build_teacher_inputs(samples))
-        metrics.update(self.update(samples))
+            teacher_inputs, teacher_metrics = self.build_teacher_inputs(rollouts, scores)
+            metrics.update(teacher_metrics)
+        metrics.update(self.update(rollouts, scores, teacher_inputs))
         self.backend.update_weights(self.accelerator.unwrap_model(self.model))
         if self.teacher is not None:
             self.teacher.step()
@@ -194,7 +214,7 @@ class Trainer:
         metrics["time/update"] = time.perf_counter() - t0 - t_gen - t_reward
         return metrics
 
-    def rollout(self, problems: list[Problem]) -> Samples:
+    def rollout(self, problems: list[Problem]) -> Rollouts:
         """Generate rollout.n responses for this process's slice of every mini-batch."""
         cfg, n = self.cfg, self.cfg.rollout.n
         per_rank = self.mini // self.world
@@ -210,35 +230,38 @@ class Trainer:
                 seeds.append(sample_seed(cfg.seed, self.step_idx, g, k))
                 owners.append((g, p, j))
         r = cfg.rollout
-        rollouts = self.backend.generate(prompts, seeds, SamplingParams(r.temperature, r.top_p, r.top_k, r.max_new_tokens))
-        return Samples(
+        with self.precision.autocast(self.accelerator.device):
+            out = self.backend.generate(prompts, seeds, SamplingParams(r.temperature, r.top_p, r.top_k, r.max_new_tokens))
+        return Rollouts(
             problems=[o[1] for o in owners],
             prompt_ids=prompts,
-            response_ids=[x.response_ids for x in rollouts],
-            rollout_logprobs=[x.logprobs for x in rollouts],
-            truncated=[x.truncated for x in rollouts],
+            response_ids=[x.response_ids for x in out],
+            rollout_logprobs=[x.logprobs for x in out],
+            truncated=[x.truncated for x in out],
             group_ids=[o[0] for o in owners],
             minibatch=[o[2] for o in owners],
         )
 
-    def score(self, s: Samples) -> dict[str, Any]:
+    def score(self, r: Rollouts) -> tuple[Scores, dict[str, Any]]:
+        """Grade every response; (scores, reward / length / epistemic metrics over all processes)."""
         cfg = self.cfg
-        s.texts = [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in s.response_ids]
-        results = grade_many(s.texts, [p.answer for p in s.problems], cfg.reward.grader, truncated=s.truncated,
+        texts = [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in r.response_ids]
+        results = grade_many(texts, [p.answer for p in r.problems], cfg.reward.grader, truncated=r.truncated,
                              reveal_answer=cfg.reward.reveal_answer_in_feedback, timeout=cfg.reward.timeout)
-        s.feedbacks = [r.feedback for r in results]
-        s.rewards = torch.tensor([r.reward for r in results], dtype=torch.float32)
-        s.advantages = adv_lib.group_advantages(s.rewards, cfg.rollout.n, norm_by_std=cfg.advantage.norm_adv_by_std_in_grpo,
-                                                epsilon=cfg.advantage.epsilon)
-        lengths = torch.tensor([len(x) for x in s.response_ids], dtype=torch.float32)
-        groups = s.rewards.view(-1, cfg.rollout.n)
-        epi = torch.tensor([sum(count_epistemic(t, mode="paper").values()) for t in s.texts], dtype=torch.float32)
+        rewards = torch.tensor([x.reward for x in results], dtype=torch.float32)
+        scores = Scores(texts=texts, rewards=rewards, feedbacks=[x.feedback for x in results],
+                        advantages=adv_lib.group_advantages(rewards, cfg.rollout.n,
+                                                            norm_by_std=cfg.advantage.norm_adv_by_std_in_grpo,
+                                                            epsilon=cfg.advantage.epsilon))
+        lengths = torch.tensor([len(x) for x in r.response_ids], dtype=torch.float32)
+        groups = rewards.view(-1, cfg.rollout.n)
+        epi = torch.tensor([sum(count_epistemic(t, mode="paper").values()) for t in texts], dtype=torch.float32)
         stats = {
-            "reward": (s.rewards.sum(), len(s.rewards)),
-            "reward_sq": ((s.rewards ** 2).sum(), len(s.rewards)),
+            "reward": (rewards.sum(), len(rewards)),
+            "reward_sq": ((rewards ** 2).sum(), len(rewards)),
             "zero_std_groups": (((groups.max(1).values - groups.min(1).values) == 0).float().sum(), groups.shape[0]),
             "response_length/mean": (lengths.sum(), len(lengths)),
-            "response_length/clip_ratio": (torch.tensor(s.truncated, dtype=torch.float32).sum(), len(lengths)),
+            "response_length/clip_ratio": (torch.tensor(r.truncated, dtype=torch.float32).sum(), len(lengths)),
             "epistemic/mean": (epi.sum(), len(epi)),
         }
         for key, value in summarize_grades(results).items():
@@ -251,39 +274,43 @@ class Trainer:
         for key in summarize_grades(results):  # counts, not means
             out[key] = out[key] * self.world
         out["response_length/max"] = self._reduce_max(lengths.max() if len(lengths) else torch.tensor(0.0))
-        return out
+        return scores, out
 
-    def build_teacher_inputs(self, s: Samples) -> dict[str, Any]:
-        """Teacher prompt per sample (context level `teacher_context`) and the distillation mask."""
+    def build_teacher_inputs(self, r: Rollouts, scores: Scores) -> tuple[TeacherInputs, dict[str, Any]]:
+        """Teacher prompt per row (context level `teacher_context`) and the distillation mask."""
         cfg, sd = self.cfg, self.cfg.sdpo
         contexts = build_teacher_contexts(
             cfg.teacher_context,
-            prompts=[self.prompts.user_text(p) for p in s.problems], responses=s.texts, rewards=s.rewards.tolist(),
-            group_ids=s.group_ids, answers=[p.answer for p in s.problems], solutions=[p.solution for p in s.problems],
-            feedbacks=s.feedbacks, success_threshold=sd.success_reward_threshold,
-            exclude_self=sd.dont_reprompt_on_self_success, templates=sd.templates,
+            prompts=[self.prompts.user_text(p) for p in r.problems], responses=scores.texts,
+            rewards=scores.rewards.tolist(), group_ids=r.group_ids, answers=[p.answer for p in r.problems],
+            solutions=[p.solution for p in r.problems], feedbacks=scores.feedbacks,
+            success_threshold=sd.success_reward_threshold, exclude_self=sd.dont_reprompt_on_self_success,
+            templates=sd.templates,
         )
-        s.teacher_ids, truncated = [], []
+        prompt_ids, truncated = [], []
         for c in contexts:
             ids, cut = self.prompts.context(c.text)
-            s.teacher_ids.append(ids)
+            prompt_ids.append(ids)
             truncated.append(cut)
-        s.distilled = torch.tensor([c.distilled for c in contexts], dtype=torch.float32)
-        return self._reduce_means({
-            "sdpo/distilled_fraction": (s.distilled.sum(), len(contexts)),
-            "sdpo/teacher_prompt_truncated": (torch.tensor(truncated, dtype=torch.float32).sum(), len(contexts)),
-            "sdpo/teacher_prompt_length": (torch.tensor([len(t) for t in s.teacher_ids], dtype=torch.float32).sum(), len(contexts)),
+        distilled = torch.tensor([c.distilled for c in contexts], dtype=torch.float32)
+        n = len(contexts)
+        return TeacherInputs(prompt_ids, distilled), self._reduce_means({
+            "sdpo/distilled_fraction": (distilled.sum(), n),
+            "sdpo/teacher_prompt_truncated": (torch.tensor(truncated, dtype=torch.float32).sum(), n),
+            "sdpo/teacher_prompt_length": (torch.tensor([len(t) for t in prompt_ids], dtype=torch.float32).sum(), n),
         })
 
     # ------------------------------------------------------------------ update
 
-    def update(self, s: Samples) -> dict[str, Any]:
+    def update(self, r: Rollouts, scores: Scores, teacher_inputs: TeacherInputs | None) -> dict[str, Any]:
+        """ppo_epochs passes over the mini-batches, one optimizer step per mini-batch."""
         cfg, a = self.cfg, self.cfg.actor
+        self.model.train()  # generation may have left eval mode; checkpointing only runs in training mode
         rows_by_mb: dict[int, list[int]] = {}
-        for i, j in enumerate(s.minibatch):
+        for i, j in enumerate(r.minibatch):
             rows_by_mb.setdefault(j, []).append(i)
         on_policy = len(rows_by_mb) == 1 and a.ppo_epochs == 1 and cfg.rollout.backend == "hf"
-        old = None if on_policy else self._logprobs_no_grad(s)
+        old = None if on_policy else self._old_logprobs(r)
         lr = self.lr_at(self.step_idx)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -291,28 +318,41 @@ class Trainer:
         grad_norms = []
         for _ in range(a.ppo_epochs):
             for j in sorted(rows_by_mb):
-                rows = rows_by_mb[j]
-                grad_norms.append(self._minibatch_update(s, rows, old, acc))
+                grad_norms.append(self._minibatch_update(r, scores, teacher_inputs, rows_by_mb[j], old, acc))
         out = self._reduce_means({k: (float(np.sum(v[0::2])), float(np.sum(v[1::2]))) for k, v in acc.items()})
         out["actor/grad_norm"] = float(np.mean(grad_norms))
         out["actor/lr"] = lr
         return out
 
-    def _minibatch_update(self, s: Samples, rows: list[int], old: list[torch.Tensor] | None, acc) -> float:
+    def _micro_batches(self, r: Rollouts, rows: list[int], teacher_inputs: TeacherInputs | None) -> list[list[int]]:
+        """The rows of a mini-batch grouped into forward/backward passes (token budget or row count)."""
+        a = self.cfg.actor
+
+        def cost(i):
+            n = len(r.prompt_ids[i]) + len(r.response_ids[i])
+            return max(n, len(teacher_inputs.prompt_ids[i]) + len(r.response_ids[i])) if teacher_inputs else n
+
+        groups = plan_micro_batches([cost(i) for i in rows], max_rows=a.micro_batch_size,
+                                    max_tokens=a.max_tokens_per_micro_batch, packed=self.packed)
+        return [[rows[k] for k in g] for g in groups]
+
+    def _minibatch_update(self, r: Rollouts, scores: Scores, teacher_inputs: TeacherInputs | None, rows: list[int],
+                          old: list[torch.Tensor] | None, acc) -> float:
         a = self.cfg.actor
         device = self.accelerator.device
-        lengths = torch.tensor([len(s.response_ids[i]) for i in rows], dtype=torch.float32)
+        lengths = torch.tensor([len(r.response_ids[i]) for i in rows], dtype=torch.float32)
         num_tokens = self._reduce_sum(lengths.sum()).clamp_min(1.0)
         num_seqs = self._reduce_sum(torch.tensor(float(len(rows))))
         scale = self.world  # DDP averages gradients over processes; losses here are global sums
         self.optimizer.zero_grad(set_to_none=True)
-        micro = [rows[k : k + a.micro_batch_size] for k in range(0, len(rows), a.micro_batch_size)]
+        micro = self._micro_batches(r, rows, teacher_inputs)
         total_loss = 0.0
         for m_idx, mrows in enumerate(micro):
             sync = m_idx == len(micro) - 1
-            ctx = self.accelerator.no_sync(self.model) if not sync and self.world > 1 else _nullcontext()
+            ctx = self.accelerator.no_sync(self.model) if not sync and self.world > 1 else contextlib.nullcontext()
             with ctx:
-                loss, stats = self._micro_loss(s, mrows, old, num_tokens.to(device), num_seqs.to(device))
+                loss, stats = self._micro_loss(r, scores, teacher_inputs, mrows, old, num_tokens.to(device),
+                                               num_seqs.to(device))
                 self.accelerator.backward(loss * scale)
             total_loss += float(loss.detach())
             for k, (total, count) in stats.items():
@@ -323,86 +363,96 @@ class Trainer:
         self.optimizer.step()
         return float(grad_norm)
 
-    def _micro_loss(self, s: Samples, rows, old, num_tokens, num_seqs):
-        cfg, a, r = self.cfg, self.cfg.actor, self.cfg.rollout
+    def _micro_loss(self, r: Rollouts, scores: Scores, teacher_inputs: TeacherInputs | None, rows, old,
+                    num_tokens, num_seqs):
+        """The loss of one micro-batch with the mini-batch's normalisers, and its token statistics.
+
+        One decoder pass per model gives the last hidden states of the response tokens; every
+        quantity of the output distributions (student log-probs and entropy, the teacher's
+        divergence, the reference's log-probs) is computed from them a chunk of positions at a time
+        (`map_chunks`), so no (tokens x vocabulary) tensor is ever alive."""
+        cfg, a, ro, sd = self.cfg, self.cfg.actor, self.cfg.rollout, self.cfg.sdpo
         device = self.accelerator.device
-        batch = pack([s.prompt_ids[i] for i in rows], [s.response_ids[i] for i in rows], self.pad_id).to(device)
+        w = sd.distillation_weight if cfg.algorithm == "sdpo" else 0.0
+        responses = [r.response_ids[i] for i in rows]
+        batch = pack([r.prompt_ids[i] for i in rows], responses, self.pad_id, packed=self.packed).to(device)
+        with self.precision.autocast(device):
+            hidden, head = response_hidden(self.model, batch, ro.temperature)
+            with torch.no_grad():
+                t_hidden = t_head = ref_hidden = ref_head = None
+                if w > 0.0:
+                    tbatch = pack([teacher_inputs.prompt_ids[i] for i in rows], responses, self.pad_id,
+                                  packed=self.packed).to(device)
+                    t_hidden, t_head = response_hidden(self.teacher.module(), tbatch, ro.temperature)
+                if self.reference is not None and w < 1.0:
+                    ref_hidden, ref_head = response_hidden(self.reference.module(), batch, ro.temperature)
+
+            def per_chunk(h, ids, th, rh):
+                logits = head(h)
+                logp = token_logprobs(logits, ids)
+                out = [logp, entropy(logits), mass_on(logits, self.epistemic_ids)]
+                with torch.no_grad():
+                    t_logits = t_head(th) if th is not None else None
+                    ref_lp = token_logprobs(ref_head(rh), ids) if rh is not None else torch.zeros_like(logp)
+                if t_logits is None:
+                    return (*out, ref_lp)
+                div = sdpo.per_token_loss(sd.distillation_mode, logits, t_logits, ids, alpha=sd.alpha,
+                                          topk=sd.distillation_topk, add_tail=sd.distillation_add_tail)
+                return (*out, ref_lp, div, entropy(t_logits), mass_on(t_logits, self.epistemic_ids))
+
+            per_token = [batch.to_rows(x) for x in map_chunks(per_chunk, a.logits_chunk_size, hidden, batch.tokens,
+                                                              t_hidden, ref_hidden)]
+        logp, ent, s_mass, ref_lp = per_token[:4]
         mask = batch.response_mask
-        logits = response_logits(self.model, batch, r.temperature)
-        logp = token_logprobs(logits, batch.response_ids)
         old_lp = logp.detach() if old is None else _stack_rows([old[i] for i in rows], logp.shape).to(device)
-        stats: dict[str, tuple[float, float]] = {}
         n_tok = float(mask.sum())
-        with torch.no_grad():
-            ent = entropy(logits)
-            stats["actor/entropy"] = (float((ent * mask).sum()), n_tok)
+        stats: dict[str, tuple[float, float]] = {"actor/entropy": (float((ent * mask).sum()), n_tok)}
         loss = torch.zeros((), device=device)
-        w = cfg.sdpo.distillation_weight if cfg.algorithm == "sdpo" else 0.0
         if w < 1.0:
             is_w = None
             if a.rollout_is == "token" and old is not None:
-                rollout_lp = _stack_rows([torch.tensor(s.rollout_logprobs[i]) for i in rows], logp.shape).to(device)
+                rollout_lp = _stack_rows([torch.tensor(r.rollout_logprobs[i]) for i in rows], logp.shape).to(device)
                 is_w = grpo.rollout_is_weights(old_lp, rollout_lp, cap=a.rollout_is_threshold)
-            ref_lp = None
-            if self.reference is not None:
-                with torch.no_grad():
-                    ref_lp = token_logprobs(response_logits(self.reference.module(), batch, r.temperature), batch.response_ids)
             pg_loss, pg_stats = grpo.policy_loss(
-                logp, old_lp, s.advantages[rows].to(device), mask,
+                logp, old_lp, scores.advantages[rows].to(device), mask,
                 clip_ratio_low=a.clip_ratio_low, clip_ratio_high=a.clip_ratio_high, clip_ratio_c=a.clip_ratio_c,
-                rollout_is_weights=is_w, ref_logprobs=ref_lp, kl_coef=a.kl_loss_coef if a.use_kl_loss else 0.0,
+                rollout_is_weights=is_w, ref_logprobs=ref_lp if self.reference is not None else None,
+                kl_coef=a.kl_loss_coef if a.use_kl_loss else 0.0,
                 loss_agg_mode=a.loss_agg_mode, num_tokens=num_tokens, num_seqs=num_seqs,
-                loss_scale_factor=a.loss_scale_factor or r.max_new_tokens,
+                loss_scale_factor=a.loss_scale_factor or ro.max_new_tokens,
             )
             loss = loss + (1.0 - w) * pg_loss
             for k, v in pg_stats.items():
                 if not k.endswith("/max"):  # token means only; a max does not average across micro-batches
                     stats[f"actor/{k}"] = (float(v) * n_tok, n_tok)
         if w > 0.0:
-            sd_loss, sd_stats = self._distillation_loss(s, rows, logits, logp, old_lp, num_seqs)
-            loss = loss + w * sd_loss
-            stats.update(sd_stats)
-        return loss, stats
-
-    def _distillation_loss(self, s: Samples, rows, logits, logp, old_lp, num_seqs):
-        cfg, sd = self.cfg, self.cfg.sdpo
-        device = logits.device
-        temp = cfg.rollout.temperature
-        tbatch = pack([s.teacher_ids[i] for i in rows], [s.response_ids[i] for i in rows], self.pad_id).to(device)
-        mask = tbatch.response_mask
-        distilled = s.distilled[rows].to(device)
-        with torch.no_grad():
-            hidden, head = response_hidden(self.teacher.module(), tbatch)
-        per_token, t_ent, t_mass = sdpo.per_token_loss(
-            sd.distillation_mode, logits, logp, tbatch.response_ids, hidden, head, alpha=sd.alpha,
-            topk=sd.distillation_topk, add_tail=sd.distillation_add_tail, temperature=temp, chunk_size=sd.chunk_size,
-            extra_ids=self.epistemic_ids)
-        if sd.is_clip is not None:
-            per_token = per_token * sdpo.is_clip_weights(logp, old_lp, sd.is_clip)
-        loss = sdpo.distillation_loss(per_token, mask, distilled, num_seqs=num_seqs)
-        dmask = mask * distilled[:, None]
-        n_d, n_all = float(dmask.sum()), float(mask.sum())
-        with torch.no_grad():
-            s_mass = mass_on(logits, self.epistemic_ids)
-        stats = {
-            "sdpo/divergence": (float((per_token.detach() * dmask).sum()), n_d),
-            "sdpo/teacher_entropy": (float((t_ent * mask).sum()), n_all),
-            "sdpo/teacher_epistemic_mass": (float((t_mass * mask).sum()), n_all),
-            "sdpo/student_epistemic_mass": (float((s_mass * mask).sum()), n_all),
-        }
+            div, t_ent, t_mass = per_token[4:]
+            if sd.is_clip is not None:
+                div = div * sdpo.is_clip_weights(logp, old_lp, sd.is_clip)
+            distilled = teacher_inputs.distilled[rows].to(device)
+            loss = loss + w * sdpo.distillation_loss(div, mask, distilled, num_seqs=num_seqs)
+            dmask = mask * distilled[:, None]
+            stats.update({
+                "sdpo/divergence": (float((div.detach() * dmask).sum()), float(dmask.sum())),
+                "sdpo/teacher_entropy": (float((t_ent * mask).sum()), n_tok),
+                "sdpo/teacher_epistemic_mass": (float((t_mass * mask).sum()), n_tok),
+                "sdpo/student_epistemic_mass": (float((s_mass * mask).sum()), n_tok),
+            })
         return loss, stats
 
     @torch.no_grad()
-    def _logprobs_no_grad(self, s: Samples) -> list[torch.Tensor]:
-        """Log-probs of every sampled token under the current weights (PPO's π_old)."""
-        out: list[torch.Tensor] = [None] * len(s.response_ids)
-        mbs = self.cfg.actor.micro_batch_size
-        for k in range(0, len(out), mbs):
-            rows = list(range(k, min(len(out), k + mbs)))
-            batch = pack([s.prompt_ids[i] for i in rows], [s.response_ids[i] for i in rows], self.pad_id).to(self.accelerator.device)
-            lp = token_logprobs(response_logits(self.model, batch, self.cfg.rollout.temperature), batch.response_ids).cpu()
+    def _old_logprobs(self, r: Rollouts) -> list[torch.Tensor]:
+        """Log-probs of every sampled token under the current weights (PPO's pi_old)."""
+        out: list[torch.Tensor] = [None] * len(r.response_ids)
+        device = self.accelerator.device
+        for rows in self._micro_batches(r, list(range(len(out))), None):
+            batch = pack([r.prompt_ids[i] for i in rows], [r.response_ids[i] for i in rows], self.pad_id,
+                         packed=self.packed).to(device)
+            with self.precision.autocast(device):
+                hidden, head = response_hidden(self.model, batch, self.cfg.rollout.temperature)
+                lp = batch.to_rows(score_tokens(hidden, head, batch.tokens, self.cfg.actor.logits_chunk_size)[0]).cpu()
             for j, i in enumerate(rows):
-                out[i] = lp[j, : len(s.response_ids[i])]
+                out[i] = lp[j, : len(r.response_ids[i])]
         return out
 
     # ------------------------------------------------------------------ evaluation
@@ -455,14 +505,6 @@ def _progress(enabled: bool, total: int, initial: int, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
