@@ -49,6 +49,17 @@ def test_the_recipe_set_is_complete():
 
 
 @pytest.mark.parametrize("path", TRAIN, ids=rel)
+def test_training_recipe_fits_the_study_shapes(path):
+    """Real-model recipes: checkpointed layers, bf16 compute on fp32 masters, a token budget that
+    holds the longest student row (prompt + response), logits a chunk of positions at a time."""
+    c = load_config(path)
+    assert c.model.gradient_checkpointing and (c.model.dtype, c.model.master_dtype) == ("bfloat16", "float32")
+    longest = c.data.max_prompt_length + c.rollout.max_new_tokens
+    assert c.actor.max_tokens_per_micro_batch is not None and c.actor.max_tokens_per_micro_batch >= longest
+    assert c.actor.logits_chunk_size <= 2048
+
+
+@pytest.mark.parametrize("path", TRAIN, ids=rel)
 def test_training_recipe_has_the_study_hyperparameters(path):
     c = load_config(path)
     model, variant = path.parent.name, path.stem
