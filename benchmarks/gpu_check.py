@@ -35,7 +35,6 @@ def _params(model) -> int:
 def update_case(shape: str, algorithm: str, tokens: int, *, device: str, tiny: bool, peak_tflops: float,
                 optimizer_step: bool) -> dict:
     import torch
-
     from synthetic_step import build_trainer, model_from_config, synthetic_inputs, timed_update
 
     shrink = dict(hidden=64, layers=2, vocab_size=4096) if tiny else {}
@@ -63,10 +62,10 @@ def update_case(shape: str, algorithm: str, tokens: int, *, device: str, tiny: b
 
 def generate_case(*, device: str, tiny: bool) -> dict:
     import torch
+    from synthetic_step import model_from_config
 
     from sdlab.rollout import SamplingParams, make_backend
     from sdlab.testing import char_tokenizer
-    from synthetic_step import model_from_config
 
     rows, new = (8, 32) if tiny else (64, 1024)
     shrink = dict(hidden=64, layers=2, vocab_size=4096) if tiny else {}
