@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "epistemic": ("sdlab.analysis.epistemic_cli", "count epistemic words in saved responses"),
     "info": ("sdlab.analysis.info_cli", "the information lens: log p(y|x,c) - log p(y|x) per teacher context"),
     "sft": ("sdlab.commands.sft", "off-policy self-distillation: SFT on guided or unguided correct traces"),
-    "sweep": ("sdlab.experiments.sweep", "run a grid of training runs from a sweep file"),
+    "sweep": ("sdlab.commands.sweep", "run a grid of training runs from a sweep file"),
     "report": ("sdlab.experiments.report", "build an HTML report from a folder of runs"),
 }
 
