@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("sdlab.analysis.info_cli", "the information lens: log p(y|x,c) - log p(y|x) per teacher context"),
     "sft": ("sdlab.commands.sft", "off-policy self-distillation: SFT on guided or unguided correct traces"),
     "sweep": ("sdlab.commands.sweep", "run a grid of training runs from a sweep file"),
-    "report": ("sdlab.experiments.report", "build an HTML report from a folder of runs"),
+    "report": ("sdlab.commands.report", "build an HTML report from a folder of runs"),
 }
 
 
