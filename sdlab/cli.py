@@ -19,7 +19,7 @@ import sys
 
 # (module, description); each module exposes add_arguments(parser) and run(args) -> int
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("sdlab.organism.demo", "run the model organism: GRPO vs SDPO, evaluated in-domain and OOD"),
+    "demo": ("sdlab.commands.demo", "run the model organism: GRPO vs SDPO, evaluated in-domain and OOD"),
     "train": ("sdlab.commands.train", "train a causal LM with GRPO or SDPO from a YAML config"),
     "eval": ("sdlab.evaluation.cli", "evaluate a model on math benchmarks (avg@k, pass@k, length, epistemic words)"),
     "epistemic": ("sdlab.analysis.epistemic_cli", "count epistemic words in saved responses"),
