@@ -8,6 +8,7 @@
   sdlab sft CONFIG.yaml              off-policy self-distillation (SFT on guided / unguided traces)
   sdlab sweep SWEEP.yaml             a grid of runs
   sdlab report RUNS_DIR --out OUT    HTML report of a sweep
+  sdlab eval-recipe RECIPE.yaml --model M --out DIR   `sdlab eval` from a recipe (recipes/eval/*.yaml)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sft": ("sdlab.commands.sft", "off-policy self-distillation: SFT on guided or unguided correct traces"),
     "sweep": ("sdlab.commands.sweep", "run a grid of training runs from a sweep file"),
     "report": ("sdlab.commands.report", "build an HTML report from a folder of runs"),
+    "eval-recipe": ("sdlab.commands.eval_recipe", "run `sdlab eval` with the options of a YAML recipe (recipes/eval/)"),
 }
 
 

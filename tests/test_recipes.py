@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sdlab.commands import sweep as sweep_cmd
+from sdlab.commands.eval_recipe import build_argv, eval_parser, load_eval_recipe
 from sdlab.config import Config, load_config
 from sdlab.experiments import sweep as sw
-from sdlab.commands import sweep as sweep_cmd
-from sdlab.experiments.eval_recipe import build_argv, eval_parser, load_eval_recipe
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
