@@ -63,3 +63,8 @@ def test_a_failed_run_is_recorded_and_the_demo_exits_1_without_a_summary(tmp_pat
     calls.clear()
     assert main(["demo", "--seeds", "2", "--coverage", "8", "--out", str(out), "--jobs", "1"]) == 1
     assert calls == ["cov8/grpo-s0"]
+    # finished runs made with other settings are never summarized with new ones
+    calls.clear()
+    capsys.readouterr()
+    assert main(["demo", "--seeds", "2", "--coverage", "8", "--out", str(out), "--steps", "7"]) == 2
+    assert calls == [] and "made with other settings" in capsys.readouterr().err

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..config import Config, load_config
-from .sweep import RunSpec, SubprocessRunner, prepare, read_status, run_sweep
+from ..config import Config, ConfigError, load_config
+from .sweep import RunSpec, SubprocessRunner, plan, prepare, read_status, run_sweep
 
 __all__ = ["DemoGrid", "DemoRunsFailed", "demo_grid", "format_summary", "run_demo"]
 
@@ -112,6 +112,11 @@ def run_demo(out: str | Path = "runs/demo", *, config: str | Path | None = None,
     grid = demo_grid(out, config=config, coverages=coverages, algorithms=algorithms, seeds=seeds, steps=steps,
                      eval_every=eval_every, teacher_context=teacher_context, device=device, overrides=overrides)
     runs, steps = grid.runs, grid.steps
+    changed = [p.run.name for p in plan(runs) if p.action == "skip" and p.note]
+    if changed:  # finished with other settings: summarizing them would mix two experiments
+        raise ConfigError(f"{len(changed)} finished runs under {out / 'runs'} were made with other settings "
+                          f"({', '.join(changed[:4])}{', ...' if len(changed) > 4 else ''}); "
+                          "use another --out or delete them")
 
     t0 = time.perf_counter()
     organism_base_path(grid.base.organism)  # pretrain once (cached by hash)

@@ -681,7 +681,7 @@ def run_sweep(runs: list[RunSpec], *, parallel: int = 1, runner: Runner | None =
                         results[futures[f].run.name] = f.result()
                     if poll is not None:
                         poll()
-            except KeyboardInterrupt:
+            except BaseException:  # Ctrl-C or SIGTERM (a second one may surface as a lock's RuntimeError), a poll error
                 stop.set()
                 pool.shutdown(wait=False, cancel_futures=True)
                 terminate = getattr(runner, "terminate", None)
