@@ -3,7 +3,7 @@
   python benchmarks/report_screenshot.py runs/organism-coverage --png docs/report-screenshot.png
   python benchmarks/report_screenshot.py /tmp/synthetic --synthetic     # made-up runs, for a layout preview
 
-Needs chromium + chromedriver and selenium (see sdlab/experiments/browser.py).
+Needs chromium + chromedriver and selenium (see sdlab/testing/browser.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sdlab.experiments.browser import screenshot  # noqa: E402
 from sdlab.experiments.report import build_report  # noqa: E402
+from sdlab.testing.browser import screenshot  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="first write synthetic runs (made-up numbers) into runs_dir")
     args = ap.parse_args(argv)
     if args.synthetic:
-        from sdlab.experiments.synthetic import write_synthetic_runs
+        from sdlab.testing.synthetic_runs import write_synthetic_runs
 
         write_synthetic_runs(args.runs_dir)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sdlab-report-"))

@@ -8,7 +8,7 @@
   sdlab sft CONFIG.yaml              off-policy self-distillation (SFT on guided / unguided traces)
   sdlab sweep SWEEP.yaml             a grid of runs
   sdlab report RUNS_DIR --out OUT    HTML report of a sweep
-  sdlab eval-recipe RECIPE.yaml      `sdlab eval` with an evaluation recipe's settings
+  sdlab eval-recipe RECIPE.yaml --model M --out DIR   `sdlab eval` from a recipe (recipes/eval/*.yaml)
   sdlab probe                        what the organism's base model does
 """
 

@@ -397,6 +397,21 @@ def merge_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any])
     return data
 
 
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> {dotted key: leaf} (the inverse of `merge_overrides` on a fresh dict). An
+    empty mapping stays a leaf ({})."""
+    if not isinstance(tree, dict) or (not tree and prefix):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] = ()) -> Config:
     """Load a YAML file (optional), apply overrides, build and validate the Config."""
     data: dict[str, Any] = {}

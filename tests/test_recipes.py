@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sdlab.commands import sweep as sweep_cmd
+from sdlab.commands.eval_recipe import build_argv, eval_parser, load_eval_recipe
 from sdlab.config import Config, load_config
 from sdlab.experiments import sweep as sw
-from sdlab.experiments.eval_recipe import build_argv, eval_parser, load_eval_recipe
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -107,8 +108,8 @@ def test_sweep_expands(path, capsys, tmp_path):
     grid = sw.format_grid(runs, sw.plan(runs))
     assert all(r.name in grid for r in runs)
     parser = argparse.ArgumentParser()
-    sw.add_arguments(parser)
-    assert sw.run(parser.parse_args([str(path), "--dry-run", "--output-dir", str(tmp_path / "out")])) == 0
+    sweep_cmd.add_arguments(parser)
+    assert sweep_cmd.run(parser.parse_args([str(path), "--dry-run", "--output-dir", str(tmp_path / "out")])) == 0
     assert f"{len(runs)} of {len(runs)} runs" in capsys.readouterr().out and not (tmp_path / "out").exists()
     assert all(r.config.output_dir == str(sweep.output_dir / r.name) for r in runs)
     if path.stem in ("deepseek-r1-distill-qwen-7b", "qwen3-8b-think", "qwen3-8b-nothink"):

@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from sdlab.commands import report as report_cmd
 from sdlab.config import load_config
 from sdlab.experiments import report
 
@@ -243,7 +244,7 @@ def test_single_run_and_cli(tmp_path, capsys):
     run = write_run(tmp_path / "runs", "grpo", 8, "demo", 0)
     (run / "eval").rename(run / "eval-moved")  # no samples: no per-word figure, no samples section
     args = argparse.Namespace(runs_dir=str(tmp_path / "runs"), out=str(tmp_path / "out"), title=None)
-    assert report.run(args) == 0
+    assert report_cmd.run(args) == 0
     assert "1 runs, 1 groups" in capsys.readouterr().out
     text = (tmp_path / "out" / "report.html").read_text()
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

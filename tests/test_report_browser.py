@@ -3,9 +3,9 @@ and requests nothing from the network."""
 
 import pytest
 
-from sdlab.experiments.browser import find_chromium, headless_chromium, network_requests
 from sdlab.experiments.report import build_report
-from sdlab.experiments.synthetic import write_synthetic_runs
+from sdlab.testing.browser import find_chromium, headless_chromium, network_requests
+from sdlab.testing.synthetic_runs import write_synthetic_runs
 
 pytest.importorskip("selenium")
 BINARY, DRIVER = find_chromium()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sdlab.commands import sweep as sweep_cmd
 from sdlab.config import ConfigError
 from sdlab.experiments import sweep as sw
 
@@ -122,7 +123,7 @@ def test_select_only(tmp_path):
 
 def cli_args(path, **kw):
     p = argparse.ArgumentParser()
-    sw.add_arguments(p)
+    sweep_cmd.add_arguments(p)
     argv = [str(path)] + [f"--{k.replace('_', '-')}" + ("" if v is True else f"={v}") for k, v in kw.items()]
     return p.parse_args(argv)
 
@@ -130,7 +131,7 @@ def cli_args(path, **kw):
 def test_dry_run_prints_the_grid_and_writes_nothing(tmp_path, capsys):
     path = make_sweep(tmp_path, axes={"algorithm": ["grpo", "sdpo"], "data.coverage": [8, 200]},
                       name="{algorithm}-cov{data.coverage}")
-    assert sw.run(cli_args(path, dry_run=True)) == 0
+    assert sweep_cmd.run(cli_args(path, dry_run=True)) == 0
     out = capsys.readouterr().out
     assert "4 of 4 runs" in out
     header = next(line for line in out.splitlines() if line.startswith("name"))
@@ -218,7 +219,7 @@ def test_failure_is_recorded_and_the_others_continue(tmp_path, monkeypatch, caps
     path = make_sweep(tmp_path, axes={"seed": [0, 1, 2]}, name="s{seed}")
     rec = Recorder(fail={"s1"})
     monkeypatch.setattr(sw, "inprocess_runner", rec)
-    assert sw.run(cli_args(path, in_process=True)) == 1
+    assert sweep_cmd.run(cli_args(path, in_process=True)) == 1
     assert [c[0] for c in rec.calls] == ["s0", "s1", "s2"]
     states = {n: sw.read_status(tmp_path / "out" / n) for n in ("s0", "s1", "s2")}
     assert [states[n]["state"] for n in ("s0", "s1", "s2")] == ["done", "failed", "done"]
@@ -228,7 +229,7 @@ def test_failure_is_recorded_and_the_others_continue(tmp_path, monkeypatch, caps
     # re-running retries only the failed run (no checkpoint: from scratch)
     rec2 = Recorder()
     monkeypatch.setattr(sw, "inprocess_runner", rec2)
-    assert sw.run(cli_args(path, in_process=True)) == 0 and rec2.calls == [("s1", False)]
+    assert sweep_cmd.run(cli_args(path, in_process=True)) == 0 and rec2.calls == [("s1", False)]
 
 
 def test_parallel_runs_at_most_n_at_a_time(tmp_path):
@@ -237,6 +238,20 @@ def test_parallel_runs_at_most_n_at_a_time(tmp_path):
     results = sw.run_sweep(runs, parallel=2, runner=rec, log=lambda *_: None)
     assert rec.max_active == 2 and len(rec.calls) == 5
     assert results == {"a": "done", "b": "done", "c": "failed", "d": "done", "e": "done"}
+
+
+def test_poll_runs_while_runs_go_and_once_at_the_end(tmp_path):
+    """The demo's progress bar: `poll` is called from the calling thread during the runs (also with
+    one run at a time) and after the last one."""
+    _, runs = prepared(tmp_path, names=("a", "b"))
+    rec = Recorder(sleep=0.3)
+    seen = []
+    results = sw.run_sweep(runs, runner=rec, log=lambda *_: None, poll_interval=0.05,
+                           poll=lambda: seen.append((threading.current_thread() is threading.main_thread(),
+                                                     len(rec.calls))))
+    assert results == {"a": "done", "b": "done"}
+    assert len(seen) >= 4 and all(main for main, _ in seen) and seen[-1][1] == 2
+    assert {n for _, n in seen[:-1]} >= {1, 2}  # polled during both runs
 
 
 def test_interrupt_stops_the_sweep_and_leaves_runs_resumable(tmp_path):
@@ -315,14 +330,14 @@ def test_subprocess_runner_isolates_runs_and_logs(tmp_path, tiny_qwen3, capsys):
     path = toy_sweep(tmp_path, tiny_qwen3, overrides={"steps": 1, "eval.every": 0},
                      axes={"rollout.max_new_tokens": [8, 0]}, name="len{rollout.max_new_tokens}")
     with pytest.raises(ConfigError, match=r"sweep run 'len0': rollout\.max_new_tokens: must be >= 1"):
-        sw.run(cli_args(path))  # every run is validated before anything runs
+        sweep_cmd.run(cli_args(path))  # every run is validated before anything runs
     assert not (tmp_path / "out").exists()
 
     good = yaml.safe_load(path.read_text())["base"]["data"]["train"]
     path = toy_sweep(tmp_path, tiny_qwen3, overrides={"steps": 1, "eval.every": 0},
                      axes={"method": {"ok": {"data.train": good}, "bad": {"data.train": str(tmp_path / "missing.jsonl")}}},
                      name="{method}")
-    assert sw.run(cli_args(path, parallel=2)) == 1  # one subprocess per run, two at a time
+    assert sweep_cmd.run(cli_args(path, parallel=2)) == 1  # one subprocess per run, two at a time
     ok, bad = tmp_path / "out" / "ok", tmp_path / "out" / "bad"
     assert sw.read_status(ok)["state"] == "done", (ok / "train.log").read_text()[-3000:]
     st = sw.read_status(bad)
@@ -397,7 +412,7 @@ def test_end_to_end_organism_sweep_interrupted_resumed_and_reported(tmp_path, tm
         _train_in_process(run, resume)
 
     monkeypatch.setattr(sw, "inprocess_runner", recording)
-    assert sw.run(cli_args(path, in_process=True)) == 0
+    assert sweep_cmd.run(cli_args(path, in_process=True)) == 0
     assert resumed == [(fourth.name, True)] + [(r.name, False) for r in runs[4:]]
     for r in runs:
         assert sw.read_status(r.dir)["state"] == "done", r.name

@@ -11,14 +11,14 @@ Errors meant for the user (a `ConfigError`, `DataError`, `FileNotFoundError` …
 
 # name -> (module, one-line help); `sdlab --help` lists them in this order
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("sdlab.organism.demo", "run the model organism: GRPO vs SDPO, evaluated in-domain and OOD"),
+    "demo": ("sdlab.commands.demo", "run the model organism: GRPO vs SDPO, evaluated in-domain and OOD"),
     "train": ("sdlab.commands.train", "train a causal LM with GRPO or SDPO from a YAML config"),
     "eval": ("sdlab.commands.eval", "evaluate a model on math benchmarks (avg@k, pass@k, length, epistemic words)"),
-    "eval-recipe": ("sdlab.experiments.eval_recipe", "run `sdlab eval` with the settings of an evaluation recipe"),
+    "eval-recipe": ("sdlab.commands.eval_recipe", "run `sdlab eval` with the options of a YAML recipe (recipes/eval/)"),
     "epistemic": ("sdlab.commands.epistemic", "count epistemic words in saved responses"),
     "info": ("sdlab.commands.info", "the information lens: log p(y|x,c) - log p(y|x) per teacher context"),
     "sft": ("sdlab.commands.sft", "off-policy self-distillation: SFT on guided or unguided correct traces"),
-    "sweep": ("sdlab.experiments.sweep", "run a grid of training runs from a sweep file"),
-    "report": ("sdlab.experiments.report", "build an HTML report from a folder of runs"),
+    "sweep": ("sdlab.commands.sweep", "run a grid of training runs from a sweep file"),
+    "report": ("sdlab.commands.report", "build an HTML report from a folder of runs"),
     "probe": ("sdlab.commands.probe", "sample the organism's base model and measure what its world promises"),
 }

@@ -1,4 +1,5 @@
-"""`sdlab sweep SWEEP.yaml [--dry-run] [--parallel N] [--only PATTERN]`: a grid of training runs.
+"""Sweeps: a grid of training runs from a sweep file (the library of `sdlab sweep`, see
+`sdlab/commands/sweep.py`; `sdlab demo` runs its grid through `run_sweep` too).
 
 A sweep file:
 
@@ -32,7 +33,6 @@ failed. `<output_dir>/sweep.json` records the expanded grid.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime as _dt
 import fnmatch
@@ -52,23 +52,28 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from ..config import Config, ConfigError, config_from_dict, merge_overrides
+from ..config import Config, ConfigError, config_from_dict, flatten, merge_overrides
 
 __all__ = [
     "Axis",
     "RunFailed",
     "RunSpec",
+    "SubprocessRunner",
     "Sweep",
     "differing_keys",
     "expand",
-    "flatten",
+    "format_grid",
     "inprocess_runner",
     "load_sweep",
     "plan",
+    "prepare",
     "read_status",
     "run_sweep",
+    "select",
+    "sigterm_as_interrupt",
     "subprocess_runner",
     "sweep_from_dict",
+    "write_status",
 ]
 
 SWEEP_KEYS = ("base", "overrides", "axes", "exclude", "name", "output_dir", "parallel")
@@ -124,20 +129,6 @@ class RunSpec:
     @property
     def status_path(self) -> Path:
         return self.dir / "status.json"
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings -> {dotted key: leaf}. An empty mapping stays a leaf ({})."""
-    if not isinstance(tree, dict) or (not tree and prefix):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key))
-        else:
-            out[key] = v
-    return out
 
 
 def _read_yaml(path: Path, what: str) -> Any:
@@ -282,7 +273,8 @@ def _run_name(pattern: str | None, values: dict[str, Any], flat: dict[str, Any],
                 try:
                     return format(value, spec)
                 except (TypeError, ValueError) as e:
-                    raise ConfigError(f"sweep name pattern {pattern!r}: cannot format {key}={value!r} with {spec!r}: {e}") from None
+                    raise ConfigError(f"sweep name pattern {pattern!r}: cannot format {key}={value!r} "
+                                      f"with {spec!r}: {e}") from None
             return _fmt(value)
 
         name = _PLACEHOLDER.sub(sub, pattern)
@@ -504,7 +496,7 @@ def write_sweep_json(sweep: Sweep, runs: list[RunSpec]) -> Path:
 Runner = Callable[[RunSpec, bool], None]
 
 
-def _pythonpath_env(threads: int | None) -> dict[str, str]:
+def _pythonpath_env(threads: int | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = os.environ.copy()
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -513,6 +505,7 @@ def _pythonpath_env(threads: int | None) -> dict[str, str]:
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, str(threads))
+    env.update(extra or {})
     return env
 
 
@@ -525,10 +518,14 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 class SubprocessRunner:
-    """Runs `python -m sdlab.cli train <run>/config.yaml [--resume]`, output appended to train.log."""
+    """Runs `python -m sdlab.cli train <run>/config.yaml [--resume]`, output appended to train.log.
 
-    def __init__(self, threads: int | None = None):
+    `threads` sets OMP/MKL_NUM_THREADS where the environment does not; `env` sets variables for
+    every run whatever the environment says (e.g. the demo's one thread per run)."""
+
+    def __init__(self, threads: int | None = None, env: dict[str, str] | None = None):
         self.threads = threads
+        self.env = dict(env or {})
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self.stopping = False
@@ -542,8 +539,8 @@ class SubprocessRunner:
             with self._lock:
                 if self.stopping:
                     raise RunFailed("interrupted before it started")
-                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_pythonpath_env(self.threads),
-                                        cwd=os.getcwd(), stdin=subprocess.DEVNULL)
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd(),
+                                        env=_pythonpath_env(self.threads, self.env), stdin=subprocess.DEVNULL)
                 self._procs[run.name] = proc
             try:
                 rc = proc.wait()
@@ -599,16 +596,18 @@ def _archive_stale_metrics(run_dir: Path, attempt: int) -> None:
 
 
 def run_sweep(runs: list[RunSpec], *, parallel: int = 1, runner: Runner | None = None,
-              log: Callable[[str], None] = print) -> dict[str, str]:
+              log: Callable[[str], None] = print, poll: Callable[[], None] | None = None,
+              poll_interval: float = 0.5) -> dict[str, str]:
     """Run (or skip / resume) every run; returns {name: final state}. Never raises for a failed
     run: its error goes to its status.json. KeyboardInterrupt stops the sweep (running runs are
-    terminated and stay resumable) and is re-raised."""
+    terminated, through the runner's `terminate()` where it has one, and stay resumable) and is
+    re-raised. `poll` (e.g. a progress bar reading the runs' metrics.jsonl) is called from this
+    thread every `poll_interval` seconds while runs are in progress, and once at the end."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    default_runner = None
     if runner is None:
         threads = max(1, (os.cpu_count() or 1) // max(1, parallel)) if parallel > 1 else None
-        runner = default_runner = SubprocessRunner(threads=threads)
+        runner = SubprocessRunner(threads=threads)
     plans = plan(runs)
     results: dict[str, str] = {}
     todo: list[Plan] = []
@@ -664,7 +663,7 @@ def run_sweep(runs: list[RunSpec], *, parallel: int = 1, runner: Runner | None =
         return "done"
 
     parallel = max(1, int(parallel))
-    if parallel == 1:
+    if parallel == 1 and poll is None:  # in this thread (an in-process runner trains here)
         try:
             for p in todo:
                 results[p.run.name] = execute(p)
@@ -677,52 +676,26 @@ def run_sweep(runs: list[RunSpec], *, parallel: int = 1, runner: Runner | None =
             pending = set(futures)
             try:
                 while pending:
-                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    done, pending = wait(pending, timeout=poll_interval, return_when=FIRST_COMPLETED)
                     for f in done:
                         results[futures[f].run.name] = f.result()
-            except KeyboardInterrupt:
+                    if poll is not None:
+                        poll()
+            except BaseException:  # Ctrl-C or SIGTERM (a second one may surface as a lock's RuntimeError), a poll error
                 stop.set()
                 pool.shutdown(wait=False, cancel_futures=True)
-                if default_runner is not None:
-                    default_runner.terminate()
+                terminate = getattr(runner, "terminate", None)
+                if terminate is not None:
+                    terminate()
                 raise
+    if poll is not None:
+        poll()
     return {r.name: results.get(r.name, "pending") for r in runs}
 
 
-# ---------------------------------------------------------------------------- command line
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep", help="sweep file (YAML: base, overrides, axes, name, output_dir, parallel)")
-    p.add_argument("--dry-run", action="store_true", help="validate and print the grid without running anything")
-    p.add_argument("--parallel", type=int, default=None, help="runs at a time (default: the sweep file's parallel, else 1)")
-    p.add_argument("--only", default=None, help="run only names matching these comma-separated glob patterns")
-    p.add_argument("--output-dir", default=None, help="override the sweep file's output_dir")
-    p.add_argument("--in-process", action="store_true",
-                   help="train in this process instead of one subprocess per run (sequential; for debugging)")
-
-
-class _sigterm_as_interrupt:
-    def __enter__(self):
-        import signal
-
-        self.old = None
-        if threading.current_thread() is threading.main_thread():
-            def handler(signum, frame):
-                raise KeyboardInterrupt(f"signal {signum}")
-
-            self.old = signal.signal(signal.SIGTERM, handler)
-        return self
-
-    def __exit__(self, *exc):
-        import signal
-
-        if self.old is not None:
-            signal.signal(signal.SIGTERM, self.old)
-        return False
-
-
 def format_grid(runs: list[RunSpec], plans: list[Plan] | None = None) -> str:
+    """The grid as a text table: run name, every differing config key and (with `plans`) what
+    running the sweep now would do."""
     keys = differing_keys([r.config for r in runs])
     flats = [flatten(r.config.to_dict()) for r in runs]
     headers = ["name"] + keys + (["status"] if plans is not None else [])
@@ -742,24 +715,27 @@ def format_grid(runs: list[RunSpec], plans: list[Plan] | None = None) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def run(args) -> int:
-    sweep = load_sweep(args.sweep, output_dir=args.output_dir, parallel=args.parallel)
-    runs = expand(sweep)
-    chosen = select(runs, args.only)
-    plans = plan(chosen)
-    print(f"sweep {args.sweep}: {len(chosen)} of {len(runs)} runs -> {sweep.output_dir} "
-          f"(parallel {1 if args.in_process else sweep.parallel}, base {sweep.base_source})")
-    print(format_grid(chosen, plans))
-    if args.dry_run:
-        return 0
-    prepare(runs, sweep)
-    runner = inprocess_runner if args.in_process else None
-    with _sigterm_as_interrupt():  # `kill` / a job scheduler stops the sweep like Ctrl-C does
-        results = run_sweep(chosen, parallel=1 if args.in_process else sweep.parallel, runner=runner)
-    failed = [n for n, s in results.items() if s == "failed"]
-    done = sum(s == "done" for s in results.values())
-    print(f"[sweep] {done}/{len(results)} done" + (f", {len(failed)} failed: {', '.join(failed)}" if failed else ""))
-    for n in failed:
-        st = read_status(sweep.output_dir / n) or {}
-        print(f"  {n}: {(st.get('error') or '').splitlines()[0] if st.get('error') else 'see status.json'}")
-    return 1 if failed or any(s != "done" for s in results.values()) else 0
+class sigterm_as_interrupt:
+    """`with sigterm_as_interrupt(): run_sweep(...)`: a SIGTERM (`kill`, a job scheduler) stops the
+    runs like Ctrl-C does (main thread only; the old handler is restored on exit)."""
+
+    def __enter__(self):
+        import signal
+
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            def handler(signum, frame):
+                raise KeyboardInterrupt(f"signal {signum}")
+
+            self.old = signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+        return False
+
+
+

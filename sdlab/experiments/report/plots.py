@@ -76,7 +76,7 @@ def _draw_band(ax, b: Band, color: str) -> None:
         if any(_finite(v) for v in lo):
             ax.fill_between(xs, lo, hi, color=color, alpha=0.18, linewidth=0)
             if len(xs) == 1 or sum(_finite(v) for v in lo) == 1:  # a lone point: show the interval
-                ax.errorbar(xs, ys, yerr=[[y - l if _finite(l) else 0 for y, l in zip(ys, lo)],
+                ax.errorbar(xs, ys, yerr=[[y - v if _finite(v) else 0 for y, v in zip(ys, lo)],
                                           [h - y if _finite(h) else 0 for y, h in zip(ys, hi)]],
                             fmt="none", ecolor=color, capsize=3)
 
@@ -99,8 +99,8 @@ def panels(series: Sequence[Series], *, xlabel: str = "step", xlog: bool = False
             _draw_band(ax, b, color)
         for j, (label, y) in enumerate(s.hlines):
             if _finite(y):
-                ax.axhline(y, linestyle="--", linewidth=1.0, color="#555555" if j == 0 else COLORS[(j + 5) % len(COLORS)],
-                           label=label)
+                line_color = "#555555" if j == 0 else COLORS[(j + 5) % len(COLORS)]
+                ax.axhline(y, linestyle="--", linewidth=1.0, color=line_color, label=label)
         ax.set_title(s.title, fontsize=10)
         ax.set_ylabel(s.ylabel, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=9)
