@@ -31,6 +31,7 @@ DISTILLATION_MODES = ("topk", "full", "sampled_token")
 TEACHER_KINDS = ("frozen", "ema", "live")
 GRADERS = ("strict", "math_verify", "paper")
 ROLLOUT_BACKENDS = ("hf", "vllm")
+PARALLEL_STRATEGIES = ("none", "ddp", "fsdp")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 TRUNCATION_SIDES = ("left", "right")
@@ -222,6 +223,16 @@ class CheckpointConfig:
 
 
 @dataclass
+class ParallelConfig:
+    strategy: str = "ddp"
+    """How several processes share the work: none (one process) | ddp (a full replica per process;
+    refused over ~1B parameters) | fsdp (FSDP2: every decoder layer and the root sharded over the
+    processes, fp32 master shards, compute in model.dtype, fp32 gradient reduction). Launch with
+    `torchrun --nproc_per_node=N -m sdlab.cli train ...` or `accelerate launch --config_file
+    configs/accelerate/multi_gpu.yaml -m sdlab.cli train ...`; with one process ddp = none."""
+
+
+@dataclass
 class SFTConfig:
     """Off-policy self-distillation (`sdlab sft`): SFT on correct traces generated with a context."""
 
@@ -262,6 +273,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     organism: dict[str, Any] = field(default_factory=dict)
     """Overrides of the organism's WorldConfig when model/data use the organism."""
@@ -531,5 +543,6 @@ def _validate(c: Config) -> None:
     if f.solve_range is not None:
         _check(len(f.solve_range) == 2 and 0 <= f.solve_range[0] <= f.solve_range[1], "sft.solve_range",
                f"expected [LO, HI] with 0 <= LO <= HI, got {f.solve_range!r}")
+    _one_of(c.parallel.strategy, PARALLEL_STRATEGIES, "parallel.strategy")
     _check(c.checkpoint.save_every >= 0, "checkpoint.save_every", "must be >= 0")
     _check(c.checkpoint.keep_last >= 1, "checkpoint.keep_last", "must be >= 1")

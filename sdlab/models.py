@@ -90,14 +90,16 @@ def resolve_precision(cfg: ModelConfig, device: torch.device) -> Precision:
     return Precision(compute=compute, master=master)
 
 
-def load_model(path: str, cfg: ModelConfig, device: torch.device | None = None, *, trainable: bool = True):
+def load_model(path: str, cfg: ModelConfig, device: torch.device | None = None, *, trainable: bool = True,
+               dtype: torch.dtype | None = None):
     """The model on `device`: trainable weights in the master dtype (`resolve_precision`), a model
-    that is only evaluated in the compute dtype. With `model.gradient_checkpointing` every decoder
+    that is only evaluated in the compute dtype (or `dtype` when given). With `model.gradient_checkpointing` every decoder
     layer is checkpointed (non-reentrant: correct with frozen inputs, no-grad teachers and DDP/FSDP);
     transformers checkpoints only in training mode, which the trainer keeps the policy in."""
     device = device or resolve_device(cfg.device)
     precision = resolve_precision(cfg, device)
-    kwargs = {"dtype": precision.master if trainable else precision.compute, "trust_remote_code": cfg.trust_remote_code}
+    kwargs = {"dtype": dtype or (precision.master if trainable else precision.compute),
+              "trust_remote_code": cfg.trust_remote_code}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

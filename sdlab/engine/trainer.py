@@ -33,12 +33,13 @@ from ..config import Config
 from ..data.problems import DataSampler, Problem
 from ..data.prompts import PromptBuilder
 from ..data.sources import load_source
-from ..evaluation.runner import EvalSettings, evaluate_benchmarks, load_eval_sets
-from ..models import load_model_and_tokenizer, resolve_device, resolve_precision
+from ..evaluation.runner import EvalSettings, Shard, evaluate_benchmarks, load_eval_sets
+from ..models import load_model, load_model_and_tokenizer, resolve_device, resolve_precision
 from ..rewards import grade_many
 from ..rewards import summarize as summarize_grades
 from ..rollout import SamplingParams, make_backend, sample_seed
 from . import checkpoint as ckpt
+from . import parallel
 from .batch import pack, packing_enabled, plan_micro_batches
 from .head import map_chunks, response_hidden, score_tokens
 from .metrics import MetricsWriter, rewind_metrics
@@ -90,20 +91,32 @@ class Trainer:
         if cfg.model.device == "cpu" or self.accelerator.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
 
-        model, self.tokenizer, self.model_path = load_model_and_tokenizer(cfg.model, cfg.organism, device=self.accelerator.device)
-        self.precision = resolve_precision(cfg.model, self.accelerator.device)
+        device = self.accelerator.device
+        model, self.tokenizer, self.model_path = load_model_and_tokenizer(cfg.model, cfg.organism, device=device)
+        parallel.check_strategy(cfg.parallel.strategy, self.accelerator, sum(p.numel() for p in model.parameters()))
+        self.precision = resolve_precision(cfg.model, device)
+        self.sharded = cfg.parallel.strategy == "fsdp"
+        if self.sharded:
+            parallel.init_single_process_group(device)
+            model = parallel.shard(model, compute_dtype=self.precision.compute)
         self.pad_id = self.tokenizer.pad_token_id
         self.packed = packing_enabled(cfg.actor.pack_sequences, model)
         sd = cfg.sdpo
-        self.teacher = (Teacher(sd.teacher.kind, model, sd.teacher.update_rate, frozen_dtype=self.precision.compute)
+        self.teacher = (Teacher(sd.teacher.kind, model, sd.teacher.update_rate, module=self._frozen_copy(sd.teacher.kind))
                         if cfg.algorithm == "sdpo" else None)
-        self.reference = Teacher("frozen", model, frozen_dtype=self.precision.compute) if cfg.actor.use_kl_loss else None
+        self.reference = Teacher("frozen", model, module=self._frozen_copy("frozen")) if cfg.actor.use_kl_loss else None
         a = cfg.actor
         optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=a.betas, weight_decay=a.weight_decay)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if self.sharded:  # FSDP2 is applied above; accelerate only provides the processes and devices
+            self.model, self.optimizer = model, optimizer
+        else:
+            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.backend = make_backend(cfg.rollout.backend, self.accelerator.unwrap_model(self.model), self.tokenizer,
                                     batch_size=cfg.rollout.generation_batch_size,
-                                    gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization)
+                                    synced=self.sharded and self.world > 1,
+                                    gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+                                    max_model_len=cfg.data.max_prompt_length + cfg.rollout.max_new_tokens,
+                                    seed=cfg.seed)
 
         self.problems = load_source(cfg.data.train, coverage=cfg.data.coverage, fields=cfg.data.fields,
                                     split=cfg.data.split, organism=cfg.organism)
@@ -120,6 +133,22 @@ class Trainer:
         self.metrics = MetricsWriter(self.out, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
                                      wandb_project=cfg.logging.wandb_project, run_name=cfg.logging.run_name,
                                      config=cfg.to_dict(), enabled=self.accelerator.is_main_process)
+
+    def _frozen_copy(self, kind: str):
+        """A separate module with the initial weights, built from the model path with the student's
+        plan: a frozen teacher / reference in the compute dtype, an EMA teacher in the masters'.
+        A live teacher is the student itself (None)."""
+        if kind == "live":
+            return None
+        cfg = self.cfg
+        dtype = self.precision.compute if kind == "frozen" else self.precision.master
+        module = load_model(self.model_path, cfg.model, self.accelerator.device, trainable=False, dtype=dtype)
+        return parallel.shard(module, compute_dtype=self.precision.compute) if self.sharded else module
+
+    def _compute(self):
+        """The context of every forward pass: autocast for mixed precision, except under FSDP2,
+        whose mixed-precision policy casts the gathered parameters itself."""
+        return contextlib.nullcontext() if self.sharded else self.precision.autocast(self.accelerator.device)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -154,9 +183,8 @@ class Trainer:
                 bar.set_postfix(reward=f"{last.get('reward/mean', 0):.3f}", len=f"{last.get('response_length/mean', 0):.0f}")
         if bar is not None:
             bar.close()
-        if cfg.checkpoint.save_final_model and self.accelerator.is_main_process:
-            self.accelerator.unwrap_model(self.model).save_pretrained(self.out / "final", safe_serialization=True)
-            self.tokenizer.save_pretrained(self.out / "final")
+        if cfg.checkpoint.save_final_model:
+            ckpt.export_model(self.model, self.tokenizer, self.out / "final")
         self.accelerator.wait_for_everyone()
         self.metrics.close()
         return last
@@ -167,25 +195,21 @@ class Trainer:
             if self.accelerator.is_main_process:
                 rewind_metrics(self.out / "metrics.jsonl", -1)
             return
-        state, teacher_state = ckpt.load_checkpoint(path, model=self.model, optimizer=self.optimizer)
+        state = ckpt.load_checkpoint(path, model=self.model, optimizer=self.optimizer,
+                                     teacher=self.teacher.state_module if self.teacher else None)
         self.step_idx = state["step"]
         self.sampler.load_state_dict(state["sampler"])
-        if self.teacher is not None:
-            self.teacher.load_state_dict(teacher_state)
         if self.accelerator.is_main_process:
             rewind_metrics(self.out / "metrics.jsonl", self.step_idx)
 
     def save_checkpoint(self) -> None:
+        """Every process takes part (sharded state, gathered HF export)."""
         self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            ckpt.save_checkpoint(
-                self.out / "checkpoints", self.step_idx,
-                model=self.accelerator.unwrap_model(self.model), tokenizer=self.tokenizer, optimizer=self.optimizer,
-                state={"sampler": self.sampler.state_dict(), "lr": self.lr_at(self.step_idx)},
-                teacher_state=self.teacher.state_dict() if self.teacher else None,
-                keep_last=self.cfg.checkpoint.keep_last,
-            )
-        self.accelerator.wait_for_everyone()
+        ckpt.save_checkpoint(
+            self.out / "checkpoints", self.step_idx, model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer,
+            state={"sampler": self.sampler.state_dict(), "lr": self.lr_at(self.step_idx)},
+            teacher=self.teacher.state_module if self.teacher else None, keep_last=self.cfg.checkpoint.keep_last,
+        )
 
     def lr_at(self, step: int) -> float:
         a = self.cfg.actor
@@ -230,7 +254,7 @@ class Trainer:
                 seeds.append(sample_seed(cfg.seed, self.step_idx, g, k))
                 owners.append((g, p, j))
         r = cfg.rollout
-        with self.precision.autocast(self.accelerator.device):
+        with self._compute():
             out = self.backend.generate(prompts, seeds, SamplingParams(r.temperature, r.top_p, r.top_k, r.max_new_tokens))
         return Rollouts(
             problems=[o[1] for o in owners],
@@ -346,22 +370,49 @@ class Trainer:
         scale = self.world  # DDP averages gradients over processes; losses here are global sums
         self.optimizer.zero_grad(set_to_none=True)
         micro = self._micro_batches(r, rows, teacher_inputs)
+        passes = self._passes(len(micro))
         total_loss = 0.0
-        for m_idx, mrows in enumerate(micro):
-            sync = m_idx == len(micro) - 1
-            ctx = self.accelerator.no_sync(self.model) if not sync and self.world > 1 else contextlib.nullcontext()
-            with ctx:
-                loss, stats = self._micro_loss(r, scores, teacher_inputs, mrows, old, num_tokens.to(device),
+        for m_idx in range(passes):
+            sync = m_idx == passes - 1
+            ddp_accumulate = not sync and self.world > 1 and not self.sharded
+            with self.accelerator.no_sync(self.model) if ddp_accumulate else contextlib.nullcontext():
+                if m_idx < len(micro):
+                    loss, stats = self._micro_loss(r, scores, teacher_inputs, micro[m_idx], old, num_tokens.to(device),
+                                                   num_seqs.to(device))
+                else:  # this rank has fewer micro-batches than another: an idle pass, for FSDP's collectives
+                    loss, _ = self._micro_loss(*self._idle_inputs(), [0], None, num_tokens.to(device),
                                                num_seqs.to(device))
+                    loss, stats = loss * 0.0, {}
                 self.accelerator.backward(loss * scale)
+            self._release_frozen()
             total_loss += float(loss.detach())
             for k, (total, count) in stats.items():
                 acc.setdefault(k, []).extend([float(total), float(count)])
         # the mini-batch loss is the sum over micro-batches and processes; count each update once
         acc.setdefault("actor/loss", []).extend([total_loss, 1.0 / self.world])
-        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), a.grad_clip)
+        if self.sharded:
+            grad_norm = parallel.clip_grad_norm_(self.model.parameters(), a.grad_clip)
+        else:
+            grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), a.grad_clip)
         self.optimizer.step()
         return float(grad_norm)
+
+    def _passes(self, local: int) -> int:
+        """Forward passes every rank runs: under FSDP each pass is a collective (parameters are
+        gathered layer by layer), so all ranks run as many as the busiest one."""
+        return parallel.all_max(local, self.accelerator.device) if self.sharded and self.world > 1 else local
+
+    def _idle_inputs(self) -> tuple[Rollouts, Scores, TeacherInputs]:
+        """One row of one padding token (its loss is multiplied by 0)."""
+        pad = [self.pad_id]
+        return (Rollouts([self.problems[0]], [pad], [pad], [[0.0]], [False], [0], [0]),
+                Scores([""], torch.zeros(1), torch.zeros(1), [""]), TeacherInputs([pad], torch.zeros(1)))
+
+    def _release_frozen(self) -> None:
+        """Sharded frozen modules keep their root's gathered parameters after a forward; free them."""
+        for t in (self.teacher, self.reference):
+            if t is not None and t.model is not None:
+                parallel.reshard(t.model)
 
     def _micro_loss(self, r: Rollouts, scores: Scores, teacher_inputs: TeacherInputs | None, rows, old,
                     num_tokens, num_seqs):
@@ -376,7 +427,7 @@ class Trainer:
         w = sd.distillation_weight if cfg.algorithm == "sdpo" else 0.0
         responses = [r.response_ids[i] for i in rows]
         batch = pack([r.prompt_ids[i] for i in rows], responses, self.pad_id, packed=self.packed).to(device)
-        with self.precision.autocast(device):
+        with self._compute():
             hidden, head = response_hidden(self.model, batch, ro.temperature)
             with torch.no_grad():
                 t_hidden = t_head = ref_hidden = ref_head = None
@@ -445,10 +496,13 @@ class Trainer:
         """Log-probs of every sampled token under the current weights (PPO's pi_old)."""
         out: list[torch.Tensor] = [None] * len(r.response_ids)
         device = self.accelerator.device
-        for rows in self._micro_batches(r, list(range(len(out))), None):
-            batch = pack([r.prompt_ids[i] for i in rows], [r.response_ids[i] for i in rows], self.pad_id,
-                         packed=self.packed).to(device)
-            with self.precision.autocast(device):
+        micro = self._micro_batches(r, list(range(len(out))), None)
+        for m_idx in range(self._passes(len(micro))):
+            rows = micro[m_idx] if m_idx < len(micro) else []
+            prompts = [r.prompt_ids[i] for i in rows] or [[self.pad_id]]  # an idle pass (see _passes)
+            responses = [r.response_ids[i] for i in rows] or [[self.pad_id]]
+            batch = pack(prompts, responses, self.pad_id, packed=self.packed).to(device)
+            with self._compute():
                 hidden, head = response_hidden(self.model, batch, self.cfg.rollout.temperature)
                 lp = batch.to_rows(score_tokens(hidden, head, batch.tokens, self.cfg.actor.logits_chunk_size)[0]).cpu()
             for j, i in enumerate(rows):
@@ -458,14 +512,15 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
 
     def run_eval(self) -> dict[str, Any]:
-        """Evaluate the benchmarks in eval.benchmarks on the main process; metrics keyed eval/<bench>/..."""
-        out: dict[str, Any] = {}
-        if self.accelerator.is_main_process:
-            if self._eval_sets is None:
-                self._eval_sets = load_eval_sets(self.cfg)
-            samples_dir = self.out / "eval" / f"step-{self.step_idx}" if self.cfg.eval.save_samples else None
+        """Evaluate eval.benchmarks, every process generating its share; metrics keyed eval/<bench>/..."""
+        if self._eval_sets is None:
+            self._eval_sets = load_eval_sets(self.cfg)
+        main = self.accelerator.is_main_process
+        samples_dir = self.out / "eval" / f"step-{self.step_idx}" if self.cfg.eval.save_samples and main else None
+        shard = Shard(self.rank, self.world, parallel.gather_objects) if self.world > 1 else None
+        with self._compute():
             out = evaluate_benchmarks(self.backend, self.tokenizer, self._eval_sets, EvalSettings.from_config(self.cfg),
-                                      prompts=self.prompts, samples_dir=samples_dir)
+                                      prompts=self.prompts, samples_dir=samples_dir, shard=shard)
         self.accelerator.wait_for_everyone()
         return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from ..io import write_jsonl
 from ..rollout import SamplingParams, problem_seed
 from .sampling import Job, generate_graded
 
-__all__ = ["EvalSettings", "benchmark_label", "evaluate", "evaluate_benchmarks", "format_table", "load_eval_sets",
+__all__ = ["EvalSettings", "Shard", "benchmark_label", "evaluate", "evaluate_benchmarks", "format_table", "load_eval_sets",
            "summarize"]
 
 @dataclass(frozen=True)
@@ -41,15 +41,34 @@ class EvalSettings:
                    grader=cfg.reward.grader, timeout=cfg.reward.timeout, seed=cfg.seed)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of an evaluation spread over `world` processes: rank r generates and
+    grades every world-th sample (padded so that every process generates as many, which a sharded
+    model needs: each forward pass is a collective); `gather(obj)` returns every rank's obj."""
+
+    rank: int
+    world: int
+    gather: Callable[[Any], list]
+
+
 def evaluate(backend, tokenizer, problems: Sequence[Problem], settings: EvalSettings, *, name: str,
-             prompts: PromptBuilder, progress=None) -> tuple[dict, list[dict]]:
-    """Returns (summary, samples). Sample seeds depend only on (seed, benchmark, problem, k), so a
-    re-run — or the same problem at a later training step — uses the same random stream."""
+             prompts: PromptBuilder, progress=None, shard: Shard | None = None) -> tuple[dict, list[dict]]:
+    """Returns (summary, samples), the same on every process. Sample seeds depend only on (seed,
+    benchmark, problem, k), so a re-run — or the same problem at a later training step, or with
+    another number of processes — draws the same samples."""
     params = SamplingParams(settings.temperature, settings.top_p, settings.top_k, settings.max_new_tokens)
     jobs = [Job(pi, k, prompts.prompt_ids(p), problem_seed(settings.seed, name, pi, k))
             for pi, p in enumerate(problems) for k in range(settings.n)]
-    gens = generate_graded(backend, tokenizer, problems, jobs, params, level="none", grader=settings.grader,
-                           timeout=settings.timeout)
+    grading = dict(level="none", grader=settings.grader, timeout=settings.timeout)
+    if shard is None or shard.world == 1:
+        gens = generate_graded(backend, tokenizer, problems, jobs, params, **grading)
+    else:
+        mine = jobs[shard.rank::shard.world]
+        idle = -(-len(jobs) // shard.world) - len(mine)  # ceil: the same count on every process
+        local = generate_graded(backend, tokenizer, problems, mine + jobs[:1] * idle, params, **grading)[:len(mine)]
+        by_key = {(g.problem, g.sample): g for part in shard.gather(local) for g in part}
+        gens = [by_key[(j.problem, j.sample)] for j in jobs]
     if progress is not None:
         progress.update(len(problems))
     samples = [{
@@ -77,13 +96,14 @@ def load_eval_sets(cfg) -> dict[str, list[Problem]]:
 
 
 def evaluate_benchmarks(backend, tokenizer, benchmarks: dict[str, Sequence[Problem]], settings: EvalSettings, *,
-                        prompts: PromptBuilder, samples_dir: Path | None = None) -> dict[str, float]:
+                        prompts: PromptBuilder, samples_dir: Path | None = None,
+                        shard: Shard | None = None) -> dict[str, float]:
     """In-training evaluation: {eval/<label>/<key>: value} over the benchmarks; with samples_dir,
     every sample is written to samples_dir/<label>.jsonl."""
     out: dict[str, float] = {}
     for name, problems in benchmarks.items():
         label = benchmark_label(name)
-        summary, samples = evaluate(backend, tokenizer, problems, settings, name=name, prompts=prompts)
+        summary, samples = evaluate(backend, tokenizer, problems, settings, name=name, prompts=prompts, shard=shard)
         for key in ("accuracy", "pass@1", f"pass@{settings.n}", "response_length", "truncation_rate", "epistemic"):
             if key in summary:
                 out[f"eval/{label}/{key}"] = summary[key]

@@ -403,9 +403,9 @@ def has_checkpoint(run_dir: Path) -> bool:
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return False
-    from ..engine.checkpoint import latest_checkpoint
+    from ..engine.checkpoint import complete_checkpoints
 
-    return latest_checkpoint(root) is not None
+    return bool(complete_checkpoints(root))  # (resuming verifies it, and falls back to an older one)
 
 
 def _pid_alive(pid: int) -> bool:

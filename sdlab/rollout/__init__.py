@@ -3,15 +3,19 @@
 from .base import Rollout, RolloutBackend, SamplingParams, context_slot, problem_seed, sample_seed, stream_key
 
 
-def make_backend(name: str, model, tokenizer, *, batch_size: int = 64, **kwargs) -> RolloutBackend:
+def make_backend(name: str, model, tokenizer, *, batch_size: int = 64, synced: bool = False,
+                 gpu_memory_utilization: float = 0.3, max_model_len: int | None = None, seed: int = 0) -> RolloutBackend:
+    """synced: the model is sharded over processes (FSDP), so every process must run the same number
+    of forward passes whatever its prompts: the HF backend keeps stepping until all are done."""
     if name == "hf":
         from .hf import HFRolloutBackend
 
-        return HFRolloutBackend(model, tokenizer, batch_size=batch_size)
+        return HFRolloutBackend(model, tokenizer, batch_size=batch_size, synced=synced)
     if name == "vllm":
         from .vllm import VLLMRolloutBackend
 
-        return VLLMRolloutBackend(model, tokenizer, **kwargs)
+        return VLLMRolloutBackend(model, tokenizer, gpu_memory_utilization=gpu_memory_utilization,
+                                  max_model_len=max_model_len, seed=seed)
     from ..config import ROLLOUT_BACKENDS
 
     raise ValueError(f"rollout.backend: unknown backend {name!r} ({' | '.join(ROLLOUT_BACKENDS)})")

@@ -53,10 +53,11 @@ def eos_ids(tokenizer, model=None) -> list[int]:
 class HFRolloutBackend:
     """Generates with the trainer's own model object (so weights never need syncing)."""
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 64):
+    def __init__(self, model, tokenizer, *, batch_size: int = 64, synced: bool = False):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.synced = synced
         self.eos = eos_ids(tokenizer, model)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
 
@@ -96,6 +97,7 @@ class HFRolloutBackend:
                 attention_mask=attention.to(device),
                 generation_config=gen_config,
                 logits_processor=LogitsProcessorList([sampler]),
+                synced_gpus=self.synced,
             )
         finally:
             model.train(was_training)
