@@ -3,8 +3,9 @@
 Measures, each part on its own (a failure is recorded and the next part runs):
   update     one GRPO and one SDPO update on synthetic responses (random token ids, no generation) at
              4,096 and 16,384 response tokens (2 rows, 512-token prompts, SDPO teacher context 512):
-             the ~1.7B Qwen3 shape as a full step with the optimizer; the 8B shape as forward + backward
-             only (fp32 masters and Adam states of 8B do not fit one GPU: that is what sharding is for)
+             the ~1.7B Qwen3 shape as a full step with the optimizer (and once more under FSDP2 on the
+             one GPU: parallel.strategy=fsdp); the 8B shape as forward + backward only (fp32 masters and
+             Adam states of 8B do not fit one GPU: that is what sharding is for)
   generate   throughput of the default rollout backend at the 1.7B shape (64 rows x 1,024 new tokens)
   demo       `sdlab demo` on the GPU (goal: <= 1 minute)
 Prints one JSON object (time, tokens/s, peak GPU memory, model FLOPs utilisation) and writes it to
@@ -33,7 +34,7 @@ def _params(model) -> int:
 
 
 def update_case(shape: str, algorithm: str, tokens: int, *, device: str, tiny: bool, peak_tflops: float,
-                optimizer_step: bool) -> dict:
+                optimizer_step: bool, extra: tuple[str, ...] = ()) -> dict:
     import torch
     from synthetic_step import build_trainer, model_from_config, synthetic_inputs, timed_update
 
@@ -42,7 +43,7 @@ def update_case(shape: str, algorithm: str, tokens: int, *, device: str, tiny: b
     overrides = [f"algorithm={algorithm}", "model.dtype=bfloat16", "model.gradient_checkpointing=true",
                  "rollout.n=2", "data.train_batch_size=1", f"rollout.max_new_tokens={tokens}",
                  f"actor.max_tokens_per_micro_batch={tokens + 1024 + 512}", "actor.logits_chunk_size=1024",
-                 "sdpo.distillation_mode=topk", "teacher_context=answer", "actor.lr=1e-6"]
+                 "sdpo.distillation_mode=topk", "teacher_context=answer", "actor.lr=1e-6", *extra]
     trainer = build_trainer(model, *overrides, device=device)
     prompt, context = (64, 32) if tiny else (512, 512)
     inputs = synthetic_inputs(trainer, rows=2, prompt_tokens=prompt, response_tokens=tokens, context_tokens=context)
@@ -53,6 +54,7 @@ def update_case(shape: str, algorithm: str, tokens: int, *, device: str, tiny: b
     if algorithm == "sdpo":
         flops += 2 * n * sum(len(t) + tokens for t in inputs[2].prompt_ids)
     out.update(shape=shape, algorithm=algorithm, response_tokens=tokens, parameters=n, optimizer_step=optimizer_step,
+               overrides=list(extra),
                model_tflops=flops / 1e12, mfu=flops / out["seconds"] / (peak_tflops * 1e12))
     del trainer, model
     if device.startswith("cuda"):
@@ -148,6 +150,8 @@ def main(argv=None) -> int:
             for tokens in lengths:
                 run(f"update/1.7b/{algorithm}/{tokens}", update_case, shape="1.7b", algorithm=algorithm, tokens=tokens,
                     peak_tflops=args.peak_tflops, optimizer_step=True, **common)
+        run(f"update/1.7b/sdpo/{lengths[0]}/fsdp2", update_case, shape="1.7b", algorithm="sdpo", tokens=lengths[0],
+            peak_tflops=args.peak_tflops, optimizer_step=True, extra=("parallel.strategy=fsdp",), **common)
         for algorithm in ("grpo", "sdpo"):
             for tokens in lengths:
                 run(f"update/8b/{algorithm}/{tokens}", update_case, shape="8b", algorithm=algorithm, tokens=tokens,

@@ -52,14 +52,21 @@ def build_trainer(model, *overrides: str, device: str = "cpu"):
     def load(cfg, organism=None, device=None, trainable=True):
         return model, tokenizer, "in-memory"
 
-    original = trainer_mod.load_model_and_tokenizer
-    trainer_mod.load_model_and_tokenizer = load
+    def load_teacher(path, cfg, device=None, *, trainable=False, dtype=None):
+        """A frozen / EMA teacher of the same architecture (its weights do not matter for timing)."""
+        from transformers import AutoModelForCausalLM
+
+        with torch.device(device):
+            return AutoModelForCausalLM.from_config(model.config, dtype=dtype).eval()
+
+    originals = trainer_mod.load_model_and_tokenizer, trainer_mod.load_model
+    trainer_mod.load_model_and_tokenizer, trainer_mod.load_model = load, load_teacher
     try:
         cfg = load_config(None, [f"data.train={data}", f"output_dir={root / 'run'}", f"model.device={device}",
                                  "logging.progress=false", "checkpoint.save_final_model=false", *overrides])
         return trainer_mod.Trainer(cfg)
     finally:
-        trainer_mod.load_model_and_tokenizer = original
+        trainer_mod.load_model_and_tokenizer, trainer_mod.load_model = originals
 
 
 def synthetic_inputs(trainer, *, rows: int, prompt_tokens: int, response_tokens: int, context_tokens: int = 512,

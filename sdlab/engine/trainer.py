@@ -116,7 +116,7 @@ class Trainer:
                                     synced=self.sharded and self.world > 1,
                                     gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
                                     max_model_len=cfg.data.max_prompt_length + cfg.rollout.max_new_tokens,
-                                    seed=cfg.seed)
+                                    seed=cfg.seed, dtype=self.precision.compute)
 
         self.problems = load_source(cfg.data.train, coverage=cfg.data.coverage, fields=cfg.data.fields,
                                     split=cfg.data.split, organism=cfg.organism)

@@ -4,9 +4,11 @@ from .base import Rollout, RolloutBackend, SamplingParams, context_slot, problem
 
 
 def make_backend(name: str, model, tokenizer, *, batch_size: int = 64, synced: bool = False,
-                 gpu_memory_utilization: float = 0.3, max_model_len: int | None = None, seed: int = 0) -> RolloutBackend:
+                 gpu_memory_utilization: float = 0.3, max_model_len: int | None = None, seed: int = 0,
+                 dtype=None) -> RolloutBackend:
     """synced: the model is sharded over processes (FSDP), so every process must run the same number
-    of forward passes whatever its prompts: the HF backend keeps stepping until all are done."""
+    of forward passes whatever its prompts: the HF backend keeps stepping until all are done.
+    dtype: the compute dtype for vLLM's own copy of the weights (default: the model's)."""
     if name == "hf":
         from .hf import HFRolloutBackend
 
@@ -15,7 +17,7 @@ def make_backend(name: str, model, tokenizer, *, batch_size: int = 64, synced: b
         from .vllm import VLLMRolloutBackend
 
         return VLLMRolloutBackend(model, tokenizer, gpu_memory_utilization=gpu_memory_utilization,
-                                  max_model_len=max_model_len, seed=seed)
+                                  max_model_len=max_model_len, seed=seed, dtype=dtype)
     from ..config import ROLLOUT_BACKENDS
 
     raise ValueError(f"rollout.backend: unknown backend {name!r} ({' | '.join(ROLLOUT_BACKENDS)})")
