@@ -52,16 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # user-facing errors: one clear line, not a traceback
-        from .config import ConfigError
+        from .errors import UserError
 
-        known = (ConfigError, FileNotFoundError)
-        try:
-            from .data.problems import DataError
-
-            known = known + (DataError,)
-        except ImportError:
-            pass
-        if isinstance(e, known) and not os.environ.get("SDLAB_TRACEBACK"):
+        if isinstance(e, (UserError, FileNotFoundError)) and not os.environ.get("SDLAB_TRACEBACK"):
             print(f"sdlab {args.command}: error: {e}", file=sys.stderr)
             return 2
         raise

@@ -40,8 +40,7 @@ EPISTEMIC_MODES = ("paper", "word")
 """Epistemic-word counting: paper = lower-cased substrings (the study's rule), word = whole words."""
 
 
-class ConfigError(ValueError):
-    """A configuration value is unknown, malformed or out of range; the message names the key."""
+from .errors import ConfigError  # noqa: E402  (defined with the other user errors)
 
 
 @dataclass
@@ -470,6 +469,9 @@ def _validate(c: Config) -> None:
     r = c.rollout
     _one_of(r.backend, ROLLOUT_BACKENDS, "rollout.backend")
     _check(r.n >= 1, "rollout.n", "must be >= 1")
+    if r.n == 1 and (c.algorithm == "grpo" or c.sdpo.distillation_weight < 1):
+        raise ConfigError("rollout.n=1: a group of one sample has a group-relative advantage of 0, so GRPO would train "
+                          "with zero gradient forever; use rollout.n >= 2")
     _check(r.temperature > 0, "rollout.temperature", "must be > 0")
     _check(0 < r.top_p <= 1, "rollout.top_p", "must be in (0, 1]")
     _check(r.top_k >= 0, "rollout.top_k", "must be >= 0 (0 disables)")

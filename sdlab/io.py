@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
-__all__ = ["write_jsonl", "write_text_atomic"]
+from .errors import DataError
+
+__all__ = ["read_lines", "read_text", "write_jsonl", "write_text_atomic"]
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -26,3 +28,24 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
     """One JSON object per line, written atomically."""
     return write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _not_utf8(path: Path, lineno: int, e: UnicodeDecodeError) -> DataError:
+    return DataError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{e.object[e.start]:02x} at column {e.start + 1}); "
+                     "save the file as UTF-8")
+
+
+def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 text file; a line that is not UTF-8 is a DataError naming it."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _not_utf8(path, lineno, e) from None
+
+
+def read_text(path: str | Path) -> str:
+    """A whole UTF-8 text file (see read_lines for the error)."""
+    return "".join(line for _, line in read_lines(path))

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .config import ModelConfig
+from .config import ConfigError, ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,32 @@ def resolve_model_path(name_or_path: str, organism_overrides: dict | None = None
     return name_or_path
 
 
+def check_model_path(name: str) -> None:
+    """Fail in one line for a local model path that is not a saved model (the hub client would
+    report it as four chained tracebacks, or as a misleading tokenizer error)."""
+    p = Path(name).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").exists():
+            raise ConfigError(f"model {name}: the folder has no config.json, so it is not a saved Hugging Face model "
+                              "(a run's model is in <run>/final or <run>/checkpoints/step-N/model)")
+        return
+    if p.exists():
+        raise ConfigError(f"model {name}: is a file; give a model folder or a hub id")
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+        raise ConfigError(f"model {name}: no such folder (and not a hub id, which looks like org/name)")
+
+
+def _loading(name: str, what: str, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except OSError as e:  # the hub client's "not found / offline / gated" errors
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"model {name}: cannot load its {what}: {first}") from None
+
+
 def load_tokenizer(path: str, *, trust_remote_code: bool = False):
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    check_model_path(path)
+    tok = _loading(path, "tokenizer", AutoTokenizer.from_pretrained, path, trust_remote_code=trust_remote_code)
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         if tok.eos_token is None:
@@ -102,7 +126,8 @@ def load_model(path: str, cfg: ModelConfig, device: torch.device | None = None, 
               "trust_remote_code": cfg.trust_remote_code}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    check_model_path(path)
+    model = _loading(path, "weights", AutoModelForCausalLM.from_pretrained, path, **kwargs)
     if trainable and cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False

@@ -50,8 +50,8 @@ def overrides(model, data, *extra):
             "teacher_context=answer", "sdpo.distillation_weight=0.5", "sdpo.distillation_topk=8", *extra]
 
 
-def run(cmd, *args, timeout=600):
-    r = subprocess.run([*cmd, *args], env=ENV, capture_output=True, text=True, timeout=timeout)
+def run(cmd, *args, timeout=600, env=None):
+    r = subprocess.run([*cmd, *args], env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
 
@@ -135,16 +135,18 @@ from sdlab.engine.parallel import local
 t = Trainer(load_config(None, sys.argv[1:]))
 def frac(m):
     return sum(local(p).numel() for p in m.parameters()) / sum(p.numel() for p in m.parameters())
-print("SHARDS " + json.dumps({"policy": frac(t.model), "teacher": frac(t.teacher.model)}))
+import os
+open(os.environ["SHARDS_OUT"] + f"/rank-{t.rank}.json", "w").write(json.dumps({"policy": frac(t.model), "teacher": frac(t.teacher.model)}))
 '''
 
 
 def test_fsdp_shards_the_policy_and_the_teacher(tiny_qwen3, data, tmp_path):
     script = tmp_path / "shards.py"
     script.write_text(SHARDS)
-    r = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
-            *overrides(tiny_qwen3, data, "parallel.strategy=fsdp", f"output_dir={tmp_path / 'x'}"))
-    fracs = [json.loads(line.split("SHARDS ", 1)[1]) for line in r.stdout.splitlines() if "SHARDS " in line]
+    run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
+        *overrides(tiny_qwen3, data, "parallel.strategy=fsdp", f"output_dir={tmp_path / 'x'}"),
+        env={"SHARDS_OUT": str(tmp_path)})
+    fracs = [json.loads((tmp_path / f"rank-{k}.json").read_text()) for k in (0, 1)]
     assert len(fracs) == 2
     for f in fracs:
         assert 0.4 < f["policy"] < 0.6 and 0.4 < f["teacher"] < 0.6, f

@@ -136,9 +136,9 @@ SHARDED = textwrap.dedent('''
     (_, init), = [c for c in vllm.CALLS if c[0] == "init"]
     ref = full.state_dict()
     ok = [n for n, t, dev in vllm.RECEIVED if torch.equal(t, ref[n]) and t.shape == ref[n].shape and dev == "cpu"]
-    print("STUB " + json.dumps({"rank": dist.get_rank(), "executor": init.get("distributed_executor_backend"),
-                                "tp": init.get("tensor_parallel_size"), "received": len(vllm.RECEIVED),
-                                "equal": len(ok), "entries": len(ref)}))
+    report = {"rank": dist.get_rank(), "executor": init.get("distributed_executor_backend"),
+              "tp": init.get("tensor_parallel_size"), "received": len(vllm.RECEIVED), "equal": len(ok), "entries": len(ref)}
+    open(f"{sys.argv[2]}/rank-{dist.get_rank()}.json", "w").write(json.dumps(report))
 ''')
 
 
@@ -149,9 +149,9 @@ def test_sharded_model_sends_full_tensors_on_every_rank(stub, tiny_qwen3, tmp_pa
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stub_dir), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-                        str(tiny_qwen3)], env=env, capture_output=True, text=True, timeout=300)
+                        str(tiny_qwen3), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    reports = [json.loads(line.split("STUB ", 1)[1]) for line in r.stdout.splitlines() if "STUB " in line]
+    reports = [json.loads((tmp_path / f"rank-{k}.json").read_text()) for k in (0, 1)]
     assert sorted(x["rank"] for x in reports) == [0, 1]
     for x in reports:
         assert x["executor"] == "external_launcher" and x["tp"] == 1

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.problems import DataError
+from ..io import read_lines
 from .epistemic import EPISTEMIC_WORDS, MODES, count_epistemic
 from .stats import cluster_bootstrap_diff
 
@@ -84,39 +85,40 @@ def _problem_key(rec: dict) -> str | None:
 def read_responses(path: str | Path) -> ResponseSet:
     """Read one responses file (any of the supported formats, see module doc)."""
     p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{p} is a folder; pass a responses JSONL file (e.g. {p / 'samples.jsonl'})")
     if not p.is_file():
         raise FileNotFoundError(f"responses file not found: {p}")
     rs = ResponseSet(path=str(p))
-    with open(p, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{p}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            key = _problem_key(rec)
-            if key is None:
-                rs.keyed = False
-                key = f"line={lineno}"
-            if "generated_responses" in rec:
-                _read_study(rec, where, key, rs)
-                rs.formats.add("study")
-                continue
-            text_key = "response" if "response" in rec else "text" if "text" in rec else None
-            if text_key is None:
-                raise DataError(f"{where}: no 'response', 'text' or 'generated_responses' field")
-            text = rec[text_key]
-            if not isinstance(text, str):
-                raise DataError(f"{where}: field {text_key!r}: expected a string, got {type(text).__name__}")
-            rs.texts.append(text)
-            rs.correct.append(_as_correct(rec.get("correct"), where, "correct"))
-            rs.num_tokens.append(_as_tokens(rec.get("num_tokens"), where, "num_tokens"))
-            rs.groups.append(key)
-            rs.formats.add("sdlab" if "problem_id" in rec else "plain")
+    for lineno, line in read_lines(p):
+        if not line.strip():
+            continue
+        where = f"{p}:{lineno}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+        key = _problem_key(rec)
+        if key is None:
+            rs.keyed = False
+            key = f"line={lineno}"
+        if "generated_responses" in rec:
+            _read_study(rec, where, key, rs)
+            rs.formats.add("study")
+            continue
+        text_key = "response" if "response" in rec else "text" if "text" in rec else None
+        if text_key is None:
+            raise DataError(f"{where}: no 'response', 'text' or 'generated_responses' field")
+        text = rec[text_key]
+        if not isinstance(text, str):
+            raise DataError(f"{where}: field {text_key!r}: expected a string, got {type(text).__name__}")
+        rs.texts.append(text)
+        rs.correct.append(_as_correct(rec.get("correct"), where, "correct"))
+        rs.num_tokens.append(_as_tokens(rec.get("num_tokens"), where, "num_tokens"))
+        rs.groups.append(key)
+        rs.formats.add("sdlab" if "problem_id" in rec else "plain")
     return rs
 
 

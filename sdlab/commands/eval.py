@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..config import ModelConfig
+    from ..config import ConfigError, ModelConfig
     from ..data.prompts import PromptBuilder
     from ..data.sources import load_source
     from ..evaluation.runner import EvalSettings, evaluate, format_table
@@ -52,6 +52,10 @@ def run(args) -> int:
     from ..models import load_model_and_tokenizer
     from ..rollout import make_backend
 
+    if args.n < 1:
+        raise ConfigError(f"--n: must be >= 1 (samples per problem), got {args.n}")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: must be >= 1, got {args.limit}")
     if args.data_dir:
         import os
 

@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", default=None, help=f"{' | '.join(CONTEXT_LEVELS)} (= sft.guidance)")
     p.add_argument("--traces-only", action="store_true", help="generate and write traces.jsonl, do not train")
     p.add_argument("--from-traces", default=None, metavar="FILE", help="train on the traces in this JSONL instead of generating")
+    p.add_argument("--overwrite", action="store_true",
+                   help="output_dir holds an earlier run: move it aside (to <output_dir>.replaced-<time>) and start afresh")
     p.add_argument("--print-config", action="store_true", help="print the resolved config (with the sft section) and exit")
 
 
@@ -43,7 +45,7 @@ def run(args) -> int:
         return 0
     from ..engine.sft import run_sft
 
-    record = run_sft(cfg, traces_only=args.traces_only, from_traces=args.from_traces)
+    record = run_sft(cfg, traces_only=args.traces_only, from_traces=args.from_traces, overwrite=args.overwrite)
     out = Path(cfg.output_dir)
     keys = [k for k in record if k.startswith(("gen/", "traces/", "eval/"))] + \
         [k for k in ("sft/loss", "sft/epoch_nll_per_token") if k in record]

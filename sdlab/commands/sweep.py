@@ -29,9 +29,12 @@ def run(args) -> int:
     print(sw.format_grid(chosen, plans))
     if args.dry_run:
         return 0
-    sw.prepare(runs, sweep)
+    from ..engine.runs import RunLock
+
     runner = sw.inprocess_runner if args.in_process else None
-    with sw.sigterm_as_interrupt():  # `kill` / a job scheduler stops the sweep like Ctrl-C does
+    # one sweep per folder (each run also locks its own); `kill` / a job scheduler stops it like Ctrl-C
+    with RunLock(sweep.output_dir), sw.sigterm_as_interrupt():
+        sw.prepare(runs, sweep)
         results = sw.run_sweep(chosen, parallel=1 if args.in_process else sweep.parallel, runner=runner)
     failed = [n for n, s in results.items() if s == "failed"]
     done = sum(s == "done" for s in results.values())

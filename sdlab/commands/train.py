@@ -8,7 +8,9 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML config (omit to use the defaults)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. algorithm=sdpo teacher_context=demo")
-    p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in output_dir")
+    p.add_argument("--resume", action="store_true", help="continue from the newest intact checkpoint in output_dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="output_dir holds an earlier run: move it aside (to <output_dir>.replaced-<time>) and start afresh")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
@@ -31,5 +33,5 @@ def run(args) -> int:
         return 0
     from ..engine.trainer import train
 
-    train(cfg, resume=args.resume)
+    train(cfg, resume=args.resume, overwrite=args.overwrite)
     return 0

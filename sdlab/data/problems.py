@@ -35,8 +35,8 @@ __all__ = [
 ]
 
 
-class DataError(ValueError):
-    """A data file (or hub dataset) has a row that cannot be turned into a `Problem`."""
+from ..errors import DataError  # noqa: E402  (defined with the other user errors)
+from ..io import read_lines, read_text  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -258,14 +258,13 @@ def problems_from_records(
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
 
 
 def _check_file(path: str | Path) -> Path:
@@ -287,7 +286,7 @@ def load_json(path: str | Path, fields: FieldMap | None = None, *, default_sourc
               dedupe: bool = False, limit: int | None = None) -> list[Problem]:
     """A JSON array of objects (row numbers are 1-based array positions), or JSONL in a .json file."""
     p = _check_file(path)
-    text = p.read_text(encoding="utf-8")
+    text = read_text(p)
     if not text.lstrip().startswith("["):
         return load_jsonl(p, fields, default_source=default_source, dedupe=dedupe, limit=limit)
     try:

@@ -113,6 +113,8 @@ class PromptBuilder:
         self.max_context_length = max_context_length
         self.truncation = truncation
         self._cache: dict[str, list[int]] = {}
+        self.cut: set[str] = set()
+        """Ids of the problems whose prompt was longer than max_prompt_length (cut to its end)."""
 
     @classmethod
     def from_config(cls, tokenizer, cfg) -> "PromptBuilder":
@@ -136,7 +138,10 @@ class PromptBuilder:
     def prompt_ids(self, problem) -> list[int]:
         if problem.id not in self._cache:
             ids = self.render(self.user_text(problem))
-            self._cache[problem.id] = ids[-self.max_prompt_length:] if self.max_prompt_length else ids
+            if self.max_prompt_length and len(ids) > self.max_prompt_length:
+                self.cut.add(problem.id)
+                ids = ids[-self.max_prompt_length:]
+            self._cache[problem.id] = ids
         return self._cache[problem.id]
 
     def context(self, text: str) -> tuple[list[int], bool]:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..errors import UserError
 from . import parallel
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ _STEP_DIR = re.compile(r"^step-(\d+)$")
 MANIFEST = "MANIFEST.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be written or read; the message says which and why, in one line."""
 
 

@@ -37,12 +37,13 @@ from ..data.prompts import PromptBuilder
 from ..data.sources import load_source
 from ..evaluation.runner import EvalSettings, evaluate_benchmarks, load_eval_sets
 from ..evaluation.sampling import Job, generate_graded, group_by_problem, parse_solve_range, select_problems
-from ..io import write_jsonl
+from ..io import read_lines, write_jsonl
 from ..models import load_model_and_tokenizer, resolve_device, resolve_precision, save_model
 from ..rollout import SamplingParams, context_slot, make_backend, problem_seed
 from .batch import pack, packing_enabled, plan_micro_batches
 from .head import response_hidden, score_tokens
 from .metrics import MetricsWriter, rewind_metrics
+from .runs import run_folder
 from .schedule import lr_at
 
 __all__ = ["batches", "generate_traces", "read_traces", "run_sft", "sft_micro_loss", "trace_stats", "train_sft"]
@@ -50,12 +51,23 @@ __all__ = ["batches", "generate_traces", "read_traces", "run_sft", "sft_micro_lo
 SEED_STREAM = "sdlab-sft"
 
 
-def run_sft(cfg: Config, *, traces_only: bool = False, from_traces: str | None = None) -> dict[str, Any]:
-    """The whole pipeline (steps 1-5; `cfg.sft` holds the SFT keys); returns the last metrics
-    record (with the generation and trace statistics)."""
+def run_sft(cfg: Config, *, traces_only: bool = False, from_traces: str | None = None,
+            overwrite: bool = False) -> dict[str, Any]:
+    """The whole pipeline (steps 1-5; `cfg.sft` holds the SFT keys) in a checked, locked output
+    folder; returns the last metrics record (with the generation and trace statistics)."""
+    with run_folder(cfg.output_dir, overwrite=overwrite):
+        return _run_sft(cfg, traces_only=traces_only, from_traces=from_traces)
+
+
+def _run_sft(cfg: Config, *, traces_only: bool, from_traces: str | None) -> dict[str, Any]:
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.yaml")
+    problems = None
+    if not from_traces:  # the data first: a bad data file is reported before the model loads
+        problems = load_source(cfg.data.train, coverage=cfg.data.coverage, fields=cfg.data.fields,
+                               split=cfg.data.split, organism=cfg.organism)
+        if not problems:
+            raise DataError(f"data.train={cfg.data.train!r} holds no problems")
     device = resolve_device(cfg.model.device)
     torch.manual_seed(cfg.seed)
     if device.type == "cpu":
@@ -75,10 +87,6 @@ def run_sft(cfg: Config, *, traces_only: bool = False, from_traces: str | None =
             traces = read_traces(from_traces, tokenizer, prompts)
             record: dict[str, Any] = {}
         else:
-            problems = load_source(cfg.data.train, coverage=cfg.data.coverage, fields=cfg.data.fields,
-                                   split=cfg.data.split, organism=cfg.organism)
-            if not problems:
-                raise DataError(f"data.train={cfg.data.train!r} yielded no problems")
             traces, generations, record = generate_traces(backend, tokenizer, problems, prompts, cfg)
             write_jsonl(out / "generations.jsonl", generations)
         write_jsonl(out / "traces.jsonl", [t.to_dict() for t in traces])
@@ -173,7 +181,7 @@ def read_traces(path: str | Path, tokenizer, prompts: PromptBuilder) -> list[Tra
         raise FileNotFoundError(f"traces file not found: {p}")
     traces = []
     eos = tokenizer.eos_token_id
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in read_lines(p):
         if not line.strip():
             continue
         try:

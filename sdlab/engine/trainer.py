@@ -12,6 +12,7 @@ mini-batch, so W processes compute the same update as one process on the same gl
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from ..algorithms.logits import entropy, mass_on, token_logprobs
 from ..algorithms.teacher import Teacher
 from ..analysis.epistemic import count_epistemic, epistemic_token_ids
 from ..config import Config
-from ..data.problems import DataSampler, Problem
+from ..data.problems import DataError, DataSampler, Problem
 from ..data.prompts import PromptBuilder
 from ..data.sources import load_source
 from ..evaluation.runner import EvalSettings, Shard, evaluate_benchmarks, load_eval_sets
@@ -43,7 +44,10 @@ from . import parallel
 from .batch import pack, packing_enabled, plan_micro_batches
 from .head import map_chunks, response_hidden, score_tokens
 from .metrics import MetricsWriter, rewind_metrics
+from .runs import check_resume_config, run_folder
 from .schedule import lr_at
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,6 +95,11 @@ class Trainer:
         if cfg.model.device == "cpu" or self.accelerator.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
 
+        # the data first: a bad data file is reported before minutes of model loading
+        self.problems = load_source(cfg.data.train, coverage=cfg.data.coverage, fields=cfg.data.fields,
+                                    split=cfg.data.split, organism=cfg.organism)
+        if not self.problems:
+            raise DataError(f"data.train={cfg.data.train!r} holds no problems")
         device = self.accelerator.device
         model, self.tokenizer, self.model_path = load_model_and_tokenizer(cfg.model, cfg.organism, device=device)
         parallel.check_strategy(cfg.parallel.strategy, self.accelerator, sum(p.numel() for p in model.parameters()))
@@ -118,10 +127,6 @@ class Trainer:
                                     max_model_len=cfg.data.max_prompt_length + cfg.rollout.max_new_tokens,
                                     seed=cfg.seed, dtype=self.precision.compute)
 
-        self.problems = load_source(cfg.data.train, coverage=cfg.data.coverage, fields=cfg.data.fields,
-                                    split=cfg.data.split, organism=cfg.organism)
-        if not self.problems:
-            raise ValueError(f"data.train={cfg.data.train!r} yielded no problems")
         self.sampler = DataSampler(len(self.problems), seed=cfg.seed, shuffle=cfg.data.shuffle)
         self.mini = a.ppo_mini_batch_size or cfg.data.train_batch_size
         if self.mini % self.world:
@@ -130,6 +135,7 @@ class Trainer:
         self.epistemic_ids = epistemic_token_ids(self.tokenizer)
         self.step_idx = 0
         self._eval_sets: dict[str, list[Problem]] | None = None
+        self._warned_cut, self._prompts_cut = False, 0.0
         self.metrics = MetricsWriter(self.out, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
                                      wandb_project=cfg.logging.wandb_project, run_name=cfg.logging.run_name,
                                      config=cfg.to_dict(), enabled=self.accelerator.is_main_process)
@@ -155,13 +161,15 @@ class Trainer:
     def train(self, resume: bool = False, on_step=None) -> dict[str, Any]:
         """Run to cfg.steps; `on_step(step)` is called after each step (progress reporting)."""
         cfg = self.cfg
-        if self.accelerator.is_main_process:
+        main = self.accelerator.is_main_process
+        if main:
             self.out.mkdir(parents=True, exist_ok=True)
-            cfg.save(self.out / "config.yaml")
         if resume:
             self._resume()
-        elif self.accelerator.is_main_process:
+        elif main:
             rewind_metrics(self.out / "metrics.jsonl", -1)  # a fresh start: earlier lines move aside
+        if main and (not resume or not (self.out / "config.yaml").exists()):
+            cfg.save(self.out / "config.yaml")
         if cfg.eval.every and cfg.eval.at_start and self.step_idx == 0:
             self.metrics.log(0, self.run_eval())
         bar = _progress(cfg.logging.progress and self.accelerator.is_main_process, cfg.steps, self.step_idx, "train")
@@ -191,6 +199,9 @@ class Trainer:
 
     def _resume(self) -> None:
         path = ckpt.latest_checkpoint(self.out / "checkpoints")
+        if self.accelerator.is_main_process:
+            step = int(path.name.split("-")[1]) if path is not None else 0
+            check_resume_config(self.out, self.cfg, step)
         if path is None:
             if self.accelerator.is_main_process:
                 rewind_metrics(self.out / "metrics.jsonl", -1)
@@ -233,6 +244,7 @@ class Trainer:
         self.backend.update_weights(self.accelerator.unwrap_model(self.model))
         if self.teacher is not None:
             self.teacher.step()
+        metrics["data/prompt_truncated"] = self._reduce_means({"x": (self._prompts_cut, 1)})["x"]
         metrics["time/generate"] = t_gen
         metrics["time/reward"] = t_reward
         metrics["time/update"] = time.perf_counter() - t0 - t_gen - t_reward
@@ -253,6 +265,13 @@ class Trainer:
                 prompts.append(ids)
                 seeds.append(sample_seed(cfg.seed, self.step_idx, g, k))
                 owners.append((g, p, j))
+        cut = sum(p.id in self.prompts.cut for _, p, _ in local)
+        if cut and not self._warned_cut:
+            self._warned_cut = True
+            log.warning("prompts longer than data.max_prompt_length=%d tokens are cut to their last %d tokens "
+                        "(%d in this step; the metric data/prompt_truncated counts them)",
+                        cfg.data.max_prompt_length, cfg.data.max_prompt_length, cut)
+        self._prompts_cut = cut / max(1, len(local))
         r = cfg.rollout
         with self._compute():
             out = self.backend.generate(prompts, seeds, SamplingParams(r.temperature, r.top_p, r.top_k, r.max_new_tokens))
@@ -562,5 +581,7 @@ def _progress(enabled: bool, total: int, initial: int, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
 
 
-def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
-    return Trainer(cfg).train(resume=resume)
+def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """A whole run: its folder checked and locked, then Trainer(cfg).train()."""
+    with run_folder(cfg.output_dir, resume=resume, overwrite=overwrite):
+        return Trainer(cfg).train(resume=resume)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import Config, ConfigError, load_config
+from ..engine.runs import RunLock
 from .sweep import RunSpec, SubprocessRunner, plan, prepare, read_status, run_sweep
 
 __all__ = ["DemoGrid", "DemoRunsFailed", "demo_grid", "format_summary", "run_demo"]
@@ -132,9 +133,10 @@ def run_demo(out: str | Path = "runs/demo", *, config: str | Path | None = None,
             shown[r.name] = max(shown[r.name], _steps_done(r.dir))
         bar.update(sum(shown.values()) - bar.n)
 
-    prepare(runs)
-    states = run_sweep(runs, parallel=jobs, runner=SubprocessRunner(threads=1, env=RUN_ENV), poll=poll,
-                       log=log or (lambda msg: tqdm.write(msg, file=sys.stderr)))
+    with RunLock(out):  # one demo per folder
+        prepare(runs)
+        states = run_sweep(runs, parallel=jobs, runner=SubprocessRunner(threads=1, env=RUN_ENV), poll=poll,
+                           log=log or (lambda msg: tqdm.write(msg, file=sys.stderr)))
     bar.close()
     t_train = time.perf_counter() - t0 - t_pretrain
     unfinished = [r for r in runs if states[r.name] != "done"]

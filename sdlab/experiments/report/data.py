@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ...errors import DataError
 from .groups import Group, group_runs
 from .runs import RunData, load_runs
 from .stats import stat
@@ -106,6 +107,9 @@ def analyze(runs_dir: str | Path, *, title: str | None = None) -> ReportData:
     from .figures import FIGURES
 
     runs = load_runs(runs_dir)
+    if not runs:
+        raise DataError(f"no runs in {runs_dir}: a run is a folder with config.yaml and metrics.jsonl "
+                        "(what `sdlab train` and `sdlab sweep` write)")
     differing, groups = group_runs(runs)
     benches = benchmarks(runs)
     trains = {str((r.config.get("data") or {}).get("train")) for r in runs}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -163,6 +164,10 @@ def _read_records(path: Path) -> dict[int, dict[str, Any]]:
     return records
 
 
+def _skipped(cfg_path: Path, why: str) -> None:
+    print(f"sdlab report: skipping {cfg_path.parent}: {why}", file=sys.stderr)
+
+
 def load_runs(runs_dir: str | Path) -> list[RunData]:
     """Every folder under runs_dir (recursively, including runs_dir itself) with config.yaml and
     metrics.jsonl, sorted by path."""
@@ -176,9 +181,11 @@ def load_runs(runs_dir: str | Path) -> list[RunData]:
             continue
         try:
             config = yaml.load(cfg_path.read_text(), Loader=_YAML_LOADER) or {}
-        except yaml.YAMLError:
+        except yaml.YAMLError as e:
+            _skipped(cfg_path, f"its config.yaml does not parse ({type(e).__name__})")
             continue
         if not isinstance(config, dict):
+            _skipped(cfg_path, "its config.yaml is not a mapping")
             continue
         status = None
         if (d / "status.json").exists():
