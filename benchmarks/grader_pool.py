@@ -8,7 +8,8 @@ Each repetition runs in a fresh interpreter (so imports and worker start-up are 
 * ``cold_start``  -- in another fresh process, ``VerifierPool(workers).warmup()`` (all
   workers ready);
 * ``echo_ms``     -- median round trip of a trivial task on a warm pool;
-* ``grade_ms``    -- median ``grade`` that goes to math-verify (distinct pairs, no memo);
+* ``grade_ms``    -- median ``grade`` that goes to math-verify (distinct pairs, no memo), on
+  the warm default pool (all workers, spares included, started);
 * ``shutdown``    -- ``pool.shutdown()`` of the warm pool;
 * ``respawn``     -- a one-worker pool without a spare: a task killed at a 0.2 s deadline,
   then the next task: the time from the kill to that task's result (one replacement started);
@@ -57,6 +58,12 @@ def child(workers: int, first: str) -> dict:
     assert pool.warmup(120)
     out["cold_start"] = time.perf_counter() - t0
     tasks = _tasks()
+    default = R.get_pool()
+    assert default.warmup(120)
+    for p in (pool, default):  # steady state: spares (if any) started too, nothing else starting
+        end = time.monotonic() + 60
+        while p.stats()["ready_workers"] < p.size + getattr(p, "spares", 0) and time.monotonic() < end:
+            time.sleep(0.02)
 
     lat = []
     for i in range(40):

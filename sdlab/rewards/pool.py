@@ -24,8 +24,8 @@ worker replaces it.  Anything a caller sees is a normal result or an exception o
   ``sys.stderr`` and its tail is quoted when a worker fails to start.
 * A worker only receives tasks after reporting ready, so start-up (about 0.5 s: interpreter,
   math-verify import, a math-verify self-test) is never charged to a task's deadline.  One
-  spare worker (``spares=1``) is kept started, so a worker killed at a deadline is replaced
-  at once; its own replacement starts in the background.
+  spare worker (``spares=1`` by default) is kept started, so a worker killed at a deadline
+  is replaced at once; its own replacement starts in the background.
 * Each worker sets ``RLIMIT_AS`` (``memory_limit``, default 2 GiB, or its address space after
   start-up plus 512 MiB if that is larger) and ``sys.set_int_max_str_digits(max_str_digits)``;
   a task that runs out of memory reports ``MemoryError`` instead of taking the machine down.
@@ -33,14 +33,15 @@ worker replaces it.  Anything a caller sees is a normal result or an exception o
 * Systemic failure is an exception, never a grade: when workers cannot be started, die at
   start, cannot import math-verify or fail its self-test (3 start failures in a row, one
   explicit report from a worker, or no start within ``start_timeout``), every pending and new
-  task fails at once with
-  :class:`VerifierUnavailable` (message: the cause and what to do).  The pool keeps retrying
-  in the background (back-off up to 30 s) and recovers when a worker starts.
+  task fails at once with :class:`VerifierUnavailable` (message: the cause and what to do).
+  The pool keeps retrying in the background (back-off up to 30 s) and recovers when a worker
+  starts.
 * Usable from any thread (submit is lock-protected; results are
   :class:`concurrent.futures.Future`).  The pool is started lazily on first use.
 * :func:`get_pool` returns a lazily created module-level pool (``min(2, cpu)`` workers, or
-  ``$SDLAB_REWARD_WORKERS``) that is shut down at interpreter exit.  A process forked from one
-  that already used it (e.g. a ``fork`` DataLoader worker) forgets it and starts its own.
+  ``$SDLAB_REWARD_WORKERS``; ``$SDLAB_REWARD_SPARES`` spares, default 1) that is shut down at
+  interpreter exit.  A process forked from one that already used it (e.g. a ``fork``
+  DataLoader worker) forgets it and starts its own.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ __all__ = [
     "configure_pool",
     "shutdown_pool",
     "default_workers",
+    "default_spares",
     "function_ref",
 ]
 
@@ -145,6 +147,14 @@ def default_workers() -> int:
         except ValueError:
             pass
     return max(1, min(2, os.cpu_count() or 1))
+
+
+def default_spares() -> int:
+    """``$SDLAB_REWARD_SPARES`` or 1."""
+    try:
+        return max(0, int(os.environ.get("SDLAB_REWARD_SPARES", "1")))
+    except ValueError:
+        return 1
 
 
 def _describe(exc: BaseException) -> str:
@@ -245,7 +255,7 @@ class VerifierPool:
         preload: Sequence[str] = DEFAULT_PRELOAD,
         startup_check: str | None = DEFAULT_STARTUP_CHECK,
         python: str | Sequence[str] | None = None,
-        spares: int = 1,
+        spares: int | None = None,
         start_timeout: float = 120.0,
     ):
         self.size = int(workers) if workers else default_workers()
@@ -259,7 +269,7 @@ class VerifierPool:
             self.python = [sys.executable] if sys.executable else []
         else:
             self.python = [python] if isinstance(python, str) else list(python)
-        self.spares = max(0, int(spares))
+        self.spares = default_spares() if spares is None else max(0, int(spares))
         self.start_timeout = float(start_timeout)
         self._primed = False  # all `size` workers were ready once: spares may start now
         self._lock = threading.Lock()
