@@ -16,6 +16,7 @@ from sdlab.rewards import (
     TaskFailed,
     TaskTimeout,
     VerifierPool,
+    VerifierUnavailable,
     check_answer,
     clear_cache,
     exact_value,
@@ -28,7 +29,7 @@ from sdlab.rewards import (
     normalize_answer,
     summarize,
 )
-from sdlab.rewards import pool as pool_mod
+from sdlab.testing import pool_tasks
 
 T = 2.0  # per-sample deadline used in these tests
 
@@ -122,7 +123,9 @@ def test_exact_value():
     assert exact_value(r"\frac{1}{2006!}").value != exact_value(r"\frac{1}{2004!}").value
     assert exact_value(r"2^{10}").value == 1024
     assert exact_value(r"-2^{2}").value == -4
-    for unsupported in (r"\sqrt{2}", "x", r"\pi", "2(3)", "2^10", r"5^{5^{5^{5^5}}}", "2**30**5", "10001!", "1,2", "3!!"):
+    unsupported_answers = (r"\sqrt{2}", "x", r"\pi", "2(3)", "2^10", r"5^{5^{5^{5^5}}}", "2**30**5", "10001!", "1,2",
+                           "3!!")
+    for unsupported in unsupported_answers:
         assert exact_value(unsupported) is None, unsupported
 
 
@@ -198,7 +201,8 @@ def test_paper_last_100_chars():
 
 @pytest.mark.parametrize("grader", GRADERS)
 def test_feedback_strings(grader):
-    assert FORMAT_FEEDBACK == "Your answer had the wrong format. The solution must be given in the format: \\boxed{your_answer}."
+    assert FORMAT_FEEDBACK == ("Your answer had the wrong format. The solution must be given in the format: "
+                               "\\boxed{your_answer}.")
     assert TRUNCATION_FEEDBACK == "Your response was truncated because it exceeded the maximum length."
     no_box = grade("I think it is 5", "5", grader, timeout=T)
     assert (no_box.reason, no_box.pred, no_box.feedback) == ("no_answer", None, FORMAT_FEEDBACK)
@@ -325,32 +329,49 @@ def test_pool_kills_hanging_task_and_recovers():
     with VerifierPool(1, start_timeout=60) as pool:
         assert pool.warmup(60)
         t0 = time.monotonic()
-        [(ok, exc)] = pool.run_many(pool_mod.sleep_task, [(60,)], timeout=1.0)
+        [(ok, exc)] = pool.run_many(pool_tasks.sleep_task, [(60,)], timeout=1.0)
         elapsed = time.monotonic() - t0
         assert not ok and isinstance(exc, TaskTimeout)
         assert elapsed < 2.0
-        assert pool.run_many(pool_mod.echo_task, [(41,), (42,)], timeout=5.0) == [(True, 41), (True, 42)]
+        assert pool.run_many(pool_tasks.echo_task, [(41,), (42,)], timeout=5.0) == [(True, 41), (True, 42)]
         st = pool.stats()
         assert st["timeouts"] == 1 and st["spawned"] >= 2
 
 
+def test_pool_spare_replaces_a_killed_worker_at_once():
+    with VerifierPool(1, spares=1) as pool:
+        assert pool.warmup(60)
+        end = time.monotonic() + 60
+        while pool.stats()["ready_workers"] < 2 and time.monotonic() < end:  # the spare starts after
+            time.sleep(0.02)
+        assert pool.stats()["ready_workers"] == 2
+        t0 = time.monotonic()  # the spare takes no task while the one worker is busy
+        assert [ok for ok, _ in pool.run_many(pool_tasks.sleep_task, [(0.3,), (0.3,)], timeout=5)] == [True, True]
+        assert time.monotonic() - t0 >= 0.6
+        [(ok, exc)] = pool.run_many(pool_tasks.sleep_task, [(60,)], timeout=0.3)
+        assert not ok and isinstance(exc, TaskTimeout)
+        t0 = time.monotonic()
+        assert pool.run_many(pool_tasks.echo_task, [(7,)], timeout=5) == [(True, 7)]
+        assert time.monotonic() - t0 < 0.25  # no wait for a fresh interpreter (about 0.5 s)
+
+
 def test_pool_limits():
     with VerifierPool(1, memory_limit=1 << 30) as pool:
-        [(ok, exc)] = pool.run_many(pool_mod.alloc_task, [(8 << 30,)], timeout=10)
+        [(ok, exc)] = pool.run_many(pool_tasks.alloc_task, [(8 << 30,)], timeout=10)
         assert not ok and isinstance(exc, TaskFailed) and "MemoryError" in str(exc)
-        [(ok, exc)] = pool.run_many(pool_mod.int_str_task, [(10_000,)], timeout=10)
+        [(ok, exc)] = pool.run_many(pool_tasks.int_str_task, [(10_000,)], timeout=10)
         assert not ok and "ValueError" in str(exc)
-        assert pool.run_many(pool_mod.alloc_task, [(1 << 20,)], timeout=10) == [(True, 1 << 20)]
+        assert pool.run_many(pool_tasks.alloc_task, [(1 << 20,)], timeout=10) == [(True, 1 << 20)]
 
 
 def test_pool_shutdown():
     pool = VerifierPool(1)
-    fut = pool.submit(pool_mod.echo_task, 1, timeout=10)
+    fut = pool.submit(pool_tasks.echo_task, 1, timeout=10)
     assert fut.result(30) == 1
     pool.shutdown()
     assert pool.closed
     with pytest.raises(Exception):
-        pool.submit(pool_mod.echo_task, 1, timeout=1)
+        pool.submit(pool_tasks.echo_task, 1, timeout=1)
 
 
 def test_guard_reasons_exposed():
@@ -366,7 +387,9 @@ class _BrokenPool(VerifierPool):
         raise OSError("cannot start processes here")
 
 
-def test_broken_pool_gives_errors_not_hangs(monkeypatch):
+def test_broken_pool_raises_not_hangs(monkeypatch):
+    """A pool that cannot start processes makes grade raise VerifierUnavailable, quickly --
+    never a silent correct=False."""
     from sdlab.rewards import grader as grader_mod
 
     broken = _BrokenPool(1)
@@ -374,14 +397,53 @@ def test_broken_pool_gives_errors_not_hangs(monkeypatch):
     clear_cache()
     try:
         t0 = time.monotonic()
-        res = grade(r"\boxed{x+1}", "x+3", timeout=1.0)
-        assert res.reason.startswith("error:") and not res.correct and res.feedback == INCORRECT_FEEDBACK
+        with pytest.raises(VerifierUnavailable, match="cannot start processes here"):
+            grade(r"\boxed{x+1}", "x+3", timeout=1.0)
         assert time.monotonic() - t0 < 10
-        assert grade(r"\boxed{5}", "5", timeout=1.0).correct  # sympy-free fast path still decides
-        assert summarize([res])["reward/errors"] == 1
+        assert not broken.warmup(5) and "cannot start" in broken.unavailable
+        t0 = time.monotonic()
+        with pytest.raises(VerifierUnavailable):  # a broken pool fails fast afterwards
+            grade_many([r"\boxed{x+2}", r"\boxed{y}"], ["x+3", "z"], timeout=1.0)
+        assert time.monotonic() - t0 < 1.0
+        assert grade(r"\boxed{5}", "5", "strict").correct  # the strict grader needs no workers
     finally:
         broken.shutdown()
         clear_cache()
+
+
+def test_import_error_in_worker_raises(monkeypatch):
+    """math-verify failing to import a module inside a worker, or a task that cannot be sent,
+    is systemic, not a grade."""
+    import functools
+
+    from sdlab.rewards import _mv
+
+    clear_cache()
+    monkeypatch.setattr(_mv, "mv_compare", functools.partial(pool_tasks.raise_task, "ModuleNotFoundError", "antlr4"))
+    with pytest.raises(VerifierUnavailable, match="antlr4"):
+        grade(r"\boxed{x+1}", "x+3", timeout=T)
+    monkeypatch.setattr(_mv, "mv_compare", lambda gold, pred: "equal")  # cannot be sent to a worker
+    with pytest.raises(VerifierUnavailable, match="could not be sent"):
+        grade(r"\boxed{x+1}", "x+3", timeout=T)
+    monkeypatch.setattr(_mv, "mv_compare", functools.partial(pool_tasks.raise_task, "ValueError", "bad latex"))
+    res = grade(r"\boxed{x+1}", "x+3", timeout=T)  # an exception on this answer stays a graded error
+    assert res.reason == "error:ValueError: bad latex" and not res.correct
+    monkeypatch.undo()
+    clear_cache()
+
+
+def test_worker_crash_mid_task_is_a_graded_error(monkeypatch):
+    import functools
+
+    from sdlab.rewards import _mv
+
+    clear_cache()
+    monkeypatch.setattr(_mv, "mv_compare", functools.partial(pool_tasks.crash_task))
+    res = grade(r"\boxed{x+1}", "x+4", timeout=T)
+    assert res.reason.startswith("error:verifier worker died") and not res.correct
+    monkeypatch.undo()
+    assert grade(r"\boxed{x+1}", "1+x", timeout=T).correct  # replaced; not memoised
+    clear_cache()
 
 
 def test_timeout_memo_respects_longer_deadlines():

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from sdlab.rewards import TaskTimeout, VerifierPool, _mv, clear_cache, get_pool, grade, grade_many
-from sdlab.rewards import pool as pool_mod
+from sdlab.testing import pool_tasks
 
 DEADLINE = 1.5
 SLACK = 2.0 * DEADLINE
@@ -32,7 +32,8 @@ MULTILINGUAL = "这是一个答案 Это ответ 答え 정답 " * 40
 # (id, response, gold, expected correct, expected reason or reason prefix or None for "any")
 CASES = [
     ("mv65_tower_frac", r"\boxed{\dfrac{5^{(5^{(5^{(5^5)})} - 4)} - 5}{16}}", "5", False, "rejected:"),
-    ("mv65_tower_left_right", r"\boxed{\dfrac{5^{\left(5^{\left(5^{\left(5^5\right)}\right)} - 4\right)} - 5}{16}}", "5", False, "rejected:"),
+    ("mv65_tower_left_right", r"\boxed{\dfrac{5^{\left(5^{\left(5^{\left(5^5\right)}\right)} - 4\right)} - 5}{16}}",
+     "5", False, "rejected:"),
     ("tower_5", r"\boxed{5^{5^{5^{5^5}}}}", "5", False, "rejected:power_tower"),
     ("python_tower", r"\boxed{2**30**5}", "5", False, "rejected:power_tower"),
     ("python_tower_answer_line", "Answer: 2**30**5", "5", False, "rejected:power_tower"),
@@ -182,7 +183,7 @@ def test_true_hang_is_killed_and_pool_recovers():
 def test_monkeypatched_hanging_worker_function(monkeypatch):
     """A worker function that never returns is killed at the deadline; the pool keeps working."""
     clear_cache()
-    monkeypatch.setattr(_mv, "mv_compare", functools.partial(pool_mod.sleep_task, 120))
+    monkeypatch.setattr(_mv, "mv_compare", functools.partial(pool_tasks.sleep_task, 120))
     t0 = time.monotonic()
     res = grade(r"\boxed{x+1}", "x+2", timeout=1.0)
     assert res.reason == "timeout" and not res.correct
@@ -195,11 +196,11 @@ def test_dedicated_pool_kill_and_respawn_many_times():
     with VerifierPool(2) as pool:
         assert pool.warmup(60)
         t0 = time.monotonic()
-        out = pool.run_many(pool_mod.sleep_task, [(30,)] * 4 + [(0.01,)] * 4, timeout=0.5)
+        out = pool.run_many(pool_tasks.sleep_task, [(30,)] * 4 + [(0.01,)] * 4, timeout=0.5)
         assert [ok for ok, _ in out] == [False] * 4 + [True] * 4
         assert all(isinstance(v, TaskTimeout) for _, v in out[:4])
         assert time.monotonic() - t0 < 8.0
-        assert pool.run_many(pool_mod.echo_task, [("alive",)], timeout=5.0) == [(True, "alive")]
+        assert pool.run_many(pool_tasks.echo_task, [("alive",)], timeout=5.0) == [(True, "alive")]
         assert pool.stats()["timeouts"] == 4
 
 

@@ -3,7 +3,8 @@ r"""Rewards: ``grade(response, gold, grader) -> GradeResult`` with a hardened ma
 * :mod:`.extract`  -- last ``\boxed{}`` / ``Answer:`` extraction and answer normalisation
 * :mod:`.guards`   -- lexical pre-filters run before any sympy call
 * :mod:`.exact`    -- exact rational fast path for purely numeric answers
-* :mod:`.pool`     -- persistent worker processes with hard per-task deadlines
+* :mod:`.pool`     -- persistent worker processes (fresh interpreters, JSON over pipes) with
+  hard per-task deadlines; :class:`VerifierUnavailable` when they cannot run
 * :mod:`.grader`   -- the ``strict`` / ``math_verify`` / ``paper`` graders and feedback
 
 See ``docs/architecture.md`` ("Rewards") for the contract.
@@ -31,6 +32,7 @@ from .pool import (
     TaskFailed,
     TaskTimeout,
     VerifierPool,
+    VerifierUnavailable,
     WorkerCrashed,
     configure_pool,
     get_pool,
@@ -63,6 +65,7 @@ __all__ = [
     "TaskTimeout",
     "TaskFailed",
     "WorkerCrashed",
+    "VerifierUnavailable",
     "get_pool",
     "configure_pool",
     "shutdown_pool",

@@ -1,4 +1,5 @@
-r"""Worker-side math-verify calls (run inside :mod:`sdlab.rewards.pool` worker processes).
+r"""Worker-side math-verify calls (run inside :mod:`sdlab.rewards.pool` worker processes;
+nothing here runs in the caller).
 
 math-verify's own timeouts are disabled (``parsing_timeout=None``, ``timeout_seconds=None``):
 they rely on ``SIGALRM`` (main thread only, whole seconds, cannot interrupt C code).  The
@@ -62,3 +63,11 @@ def mv_compare(gold: str, pred: str) -> str:
     if not p:
         return "pred_unparseable"
     return "equal" if verify(g, p, timeout_seconds=None) else "different"
+
+
+def self_test() -> None:
+    r"""Run once at worker start: math-verify must import and decide ``\frac{1}{2}`` = ``0.5``
+    (catches a missing antlr4 runtime, which makes ``parse`` return ``[]`` for everything)."""
+    got = mv_compare(r"\frac{1}{2}", "0.5")
+    if got != "equal":
+        raise RuntimeError(rf"math-verify self-test failed: gold \frac{{1}}{{2}} vs 0.5 gave {got!r}, not 'equal'")

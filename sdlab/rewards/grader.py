@@ -39,10 +39,18 @@ answer (``pred=None``).  Repeated boxes: only the last one counts.
 Gold answers are validated for every grader, whatever the responses: a gold that
 normalises to "" (all graders) or that math-verify cannot parse (``parse`` returns ``[]``
 or times out; ``math_verify`` and ``paper``) raises :class:`GoldParseError` -- never a
-reward of 1.  ``grade_many`` raises it if any gold in the batch is bad.  (If the pool
-itself is broken -- workers cannot start -- golds are not blamed: the affected samples get
-``error:<msg>`` and a warning is logged.)  Timeouts are memoised too, but only reused for
-calls whose deadline is not longer than the one that expired.
+reward of 1.  ``grade_many`` raises it if any gold in the batch is bad.  Timeouts are
+memoised too, but only reused for calls whose deadline is not longer than the one that
+expired.
+
+A verifier that cannot run is an exception, never a grade: if the worker pool cannot start
+workers (they die at start, math-verify does not import or fails its start-up self-test,
+the pool is shut down) or math-verify raises ``ImportError`` in a worker, ``grade`` /
+``grade_many`` raise :class:`~sdlab.rewards.pool.VerifierUnavailable` (the message names the
+cause and what to do) instead of returning ``correct=False``.  What stays a graded outcome
+is what is about the answer: ``timeout`` (its comparison ran past the deadline),
+``error:<msg>`` (math-verify raised on it, or its worker died while comparing it).  The
+``strict`` grader never uses the pool.
 
 Feedback (algorithms.md §1.7; text for the self-distillation teacher): ``""`` when
 correct; else the truncation message if the response was truncated (as in lasgroup, this
@@ -66,7 +74,7 @@ from . import _mv
 from .exact import exact_value
 from .extract import extract_answer, extract_boxed, normalize_answer
 from .guards import check_answer
-from .pool import TaskFailed, TaskTimeout, get_pool
+from .pool import TaskFailed, TaskTimeout, VerifierUnavailable, WorkerCrashed, _unavailable, get_pool
 
 __all__ = [
     "GradeResult",
@@ -168,8 +176,30 @@ def _extract(response: str, grader: str) -> str | None:
     return extract_answer(response)
 
 
+_SYSTEMIC_TYPES = ("ImportError", "ModuleNotFoundError", "SendError")
+
+
+def _systemic(ok: bool, value) -> VerifierUnavailable | None:
+    """The exception to raise if a pool outcome says the verifier cannot run, else None.
+
+    About the answer (graded): a timeout, an exception math-verify raised on it, a worker
+    that died while comparing it.  Anything else (workers cannot start, the pool is shut
+    down or stalled, math-verify cannot import a module, the task cannot be sent) is systemic."""
+    if ok or isinstance(value, (TaskTimeout, WorkerCrashed)):
+        return None
+    if isinstance(value, TaskFailed):
+        if value.exc_type == "SendError":
+            return _unavailable(f"the verifier task could not be sent to a worker ({value})")
+        if value.exc_type in _SYSTEMIC_TYPES:
+            return _unavailable(f"math-verify cannot import a module in a worker ({value})")
+        return None
+    if isinstance(value, VerifierUnavailable):
+        return value
+    return _unavailable("unexpected verifier pool failure: " + (str(value) or type(value).__name__)[:300])
+
+
 def _pool_reason(ok: bool, value) -> tuple[str, bool]:
-    """(reason, memoisable) from a pool outcome of ``_mv.mv_compare``."""
+    """(reason, memoisable) from a (non-systemic) pool outcome of ``_mv.mv_compare``."""
     if ok:
         if value == "equal":
             return "correct", True
@@ -180,7 +210,7 @@ def _pool_reason(ok: bool, value) -> tuple[str, bool]:
         return "timeout", True
     if isinstance(value, TaskFailed):
         return "error:" + str(value)[:200], True
-    return "error:" + (str(value) or type(value).__name__)[:200], False  # crash / pool failure
+    return "error:" + (str(value) or type(value).__name__)[:200], False  # its worker died
 
 
 def _fast_path(gold: str, gold_norm: str, pred: str, pred_norm: str) -> str | None:
@@ -237,7 +267,8 @@ def grade(
     reveal_answer: bool = False,
     timeout: float = 5.0,
 ) -> GradeResult:
-    """Grade one response (see the module docstring)."""
+    """Grade one response (see the module docstring).  Raises GoldParseError for a bad gold and
+    VerifierUnavailable when the math-verify workers cannot run."""
     return grade_many([response], [gold], grader, truncated=[bool(truncated)], reveal_answer=reveal_answer,
                       timeout=timeout)[0]
 
@@ -252,7 +283,8 @@ def grade_many(
     timeout: float = 5.0,
 ) -> list[GradeResult]:
     """Grade a batch; math-verify comparisons run in parallel in the worker pool, each with
-    its own ``timeout``-second deadline.  Raises GoldParseError if any gold is unparseable."""
+    its own ``timeout``-second deadline.  Raises GoldParseError if any gold is unparseable,
+    VerifierUnavailable if the verifier cannot run (never a silent ``correct=False``)."""
     if grader not in GRADERS:
         raise ValueError(f"unknown grader {grader!r}; expected one of {GRADERS}")
     responses = ["" if r is None else str(r) for r in responses]
@@ -306,6 +338,10 @@ def grade_many(
         keys = list(need)
         calls = [(_mv.gold_parses, g) for g in gold_tasks] + [(_mv.mv_compare, k) for k in keys]
         outcomes = pool.run_calls(calls, timeout)
+        for ok, value in outcomes:  # the verifier cannot run: an exception, not a grade
+            exc = _systemic(ok, value)
+            if exc is not None:
+                raise exc
         gold_out, cmp_out = outcomes[: len(gold_tasks)], outcomes[len(gold_tasks) :]
         bad = None
         for (gold,), (ok, value) in zip(gold_tasks, gold_out):
@@ -316,7 +352,7 @@ def grade_many(
                 why = "math-verify parse returned []"
             elif isinstance(value, (TaskTimeout, TaskFailed)):
                 why = "parsing timed out" if isinstance(value, TaskTimeout) else f"parsing failed ({value})"
-            else:  # the pool itself failed: the gold is not known to be bad, the samples get error:
+            else:  # its worker died: the gold is not known to be bad, the samples get error:
                 log.warning("could not check gold answer %r: %s", gold, value)
                 continue
             _memo_put(_gold_memo, gold, why)

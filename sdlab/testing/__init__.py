@@ -4,16 +4,17 @@
 architecture (Qwen3, Llama, Qwen2) plus a small tokenizer with a chat template, with
 `save_pretrained`, so every code path that loads "a model by path" is exercised exactly as for a
 hub model.
+
+`sdlab.testing.pool_tasks` holds small tasks (sleep, crash, allocate, ...) for testing the
+verifier worker pool.  Test helpers only: no library module imports `sdlab.testing`.  Importing
+this package is cheap (torch / transformers are imported by the functions that need them), so a
+verifier worker can import `sdlab.testing.pool_tasks` without loading torch.
 """
 
 from __future__ import annotations
 
 import string
 from pathlib import Path
-
-import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
 SPECIAL = ["<pad>", "<eos>", "<unk>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 PIECES = ["\\boxed{", "wait", "hmm", "maybe", "check", "Answer:"]
@@ -26,10 +27,14 @@ CHAT_TEMPLATE = (
 )
 
 
-def char_tokenizer(*, chat_template: bool = True, extra_vocab: int = 0) -> PreTrainedTokenizerFast:
-    """Characters of printable ASCII + a few multi-character pieces, as a fast HF tokenizer.
+def char_tokenizer(*, chat_template: bool = True, extra_vocab: int = 0):
+    """Characters of printable ASCII + a few multi-character pieces, as a fast HF tokenizer
+    (a `PreTrainedTokenizerFast`).
 
     `extra_vocab` pads the vocabulary with unused tokens (e.g. to 32k for memory benchmarks)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
     vocab_list = SPECIAL + PIECES + [c for c in string.printable if c not in "\x0b\x0c"]
     vocab_list += [f"<extra_{i}>" for i in range(extra_vocab)]
     vocab = {tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}
@@ -38,8 +43,6 @@ def char_tokenizer(*, chat_template: bool = True, extra_vocab: int = 0) -> PreTr
     # would be overkill; a WordLevel model over a pre-tokenizer that splits pieces then chars works.
     pattern = "|".join(_escape(p) for p in sorted(merges_needed, key=len, reverse=True)) + "|."
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    from tokenizers import Regex
-
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
     tok.decoder = decoders.Fuse()
     fast = PreTrainedTokenizerFast(
@@ -60,6 +63,9 @@ def _escape(s: str) -> str:
 def tiny_model_dir(path: str | Path, *, arch: str = "qwen3", hidden: int = 64, layers: int = 2,
                    extra_vocab: int = 0, seed: int = 0, chat_template: bool = True) -> Path:
     """Write a random tiny causal LM + tokenizer to `path` (idempotent) and return the path."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
     path = Path(path)
     if (path / "config.json").exists():
         return path
