@@ -454,8 +454,8 @@ def test_sigterm_stops_the_sweep_and_its_runs(tmp_path, tiny_qwen3):
     out = tmp_path / "out"
     try:
         deadline = time.time() + 120
-        while time.time() < deadline:  # both runs are training (they have logged steps)
-            if all((out / n / "metrics.jsonl").exists() for n in ("s0", "s1")):
+        while time.time() < deadline:  # both runs are training (they have logged steps and saved a checkpoint)
+            if all(sw.has_checkpoint(out / n) for n in ("s0", "s1")):
                 break
             assert proc.poll() is None, proc.stdout.read()
             time.sleep(0.5)
