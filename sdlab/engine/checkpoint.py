@@ -313,7 +313,9 @@ def load_checkpoint(path: Path, *, model, optimizer, teacher=None) -> dict[str, 
 
     state = training_state(model, optimizer, teacher)
     try:
-        dcp.load(state, checkpoint_id=str(path / "state"), no_dist=not torch.distributed.is_initialized())
+        with warnings.catch_warnings():  # one process without a process group is what we mean
+            warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+            dcp.load(state, checkpoint_id=str(path / "state"), no_dist=not torch.distributed.is_initialized())
     except Exception as e:  # noqa: BLE001 - a structural mismatch, named in one line
         raise CheckpointError(f"{path}: its training state does not match this run's model/optimizer "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
