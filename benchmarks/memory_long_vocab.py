@@ -26,7 +26,8 @@ HERE = Path(__file__).resolve().parent
 VOCAB = 151_936
 MODES = {
     "grpo": ["algorithm=grpo"],
-    "sdpo_topk": ["algorithm=sdpo", "sdpo.distillation_mode=topk", "sdpo.distillation_topk=100", "teacher_context=answer"],
+    "sdpo_topk": ["algorithm=sdpo", "sdpo.distillation_mode=topk", "sdpo.distillation_topk=100",
+                  "teacher_context=answer"],
 }
 
 
@@ -68,8 +69,8 @@ def main(argv=None) -> int:
                 return 1
             results.setdefault(mode, {})[length] = json.loads(r.stdout.strip().splitlines()[-1])
     t_by_v_mib = max(lengths) * VOCAB * 4 / 2**20
-    summary = {"vocab": VOCAB, "device": args.device, "lengths": lengths, "logits_chunk_size": args.chunk, "tv_fp32_mib_at_max": round(t_by_v_mib, 1),
-               "limit_mib": round(t_by_v_mib / 4, 1), "modes": {}}
+    summary = {"vocab": VOCAB, "device": args.device, "lengths": lengths, "logits_chunk_size": args.chunk,
+               "tv_fp32_mib_at_max": round(t_by_v_mib, 1), "limit_mib": round(t_by_v_mib / 4, 1), "modes": {}}
     for mode, by_len in results.items():
         peaks = [by_len[n]["peak_mb"] for n in lengths]
         growth = peaks[-1] - peaks[0]

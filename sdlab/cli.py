@@ -25,7 +25,8 @@ from .commands import COMMANDS
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """Only the selected command's module is imported (start-up stays fast, and one command's
     optional dependencies never break another)."""
-    parser = argparse.ArgumentParser(prog="sdlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="sdlab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

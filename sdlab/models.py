@@ -117,9 +117,10 @@ def resolve_precision(cfg: ModelConfig, device: torch.device) -> Precision:
 def load_model(path: str, cfg: ModelConfig, device: torch.device | None = None, *, trainable: bool = True,
                dtype: torch.dtype | None = None):
     """The model on `device`: trainable weights in the master dtype (`resolve_precision`), a model
-    that is only evaluated in the compute dtype (or `dtype` when given). With `model.gradient_checkpointing` every decoder
-    layer is checkpointed (non-reentrant: correct with frozen inputs, no-grad teachers and DDP/FSDP);
-    transformers checkpoints only in training mode, which the trainer keeps the policy in."""
+    that is only evaluated in the compute dtype (or `dtype` when given). With
+    `model.gradient_checkpointing` every decoder layer is checkpointed (non-reentrant: correct with
+    frozen inputs, no-grad teachers and DDP/FSDP); transformers checkpoints only in training mode,
+    which the trainer keeps the policy in."""
     device = device or resolve_device(cfg.device)
     precision = resolve_precision(cfg, device)
     kwargs = {"dtype": dtype or (precision.master if trainable else precision.compute),

@@ -11,7 +11,8 @@ def test_defaults_validate():
 def test_yaml_and_overrides(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("algorithm: sdpo\nrollout:\n  n: 4\nactor:\n  lr: 1.0e-5\n")
-    cfg = load_config(p, ["rollout.n=16", "teacher_context=demo", "sdpo.teacher.kind=ema", "eval.benchmarks=aime24,amc23"])
+    cfg = load_config(p, ["rollout.n=16", "teacher_context=demo", "sdpo.teacher.kind=ema",
+                          "eval.benchmarks=aime24,amc23"])
     assert cfg.algorithm == "sdpo" and cfg.rollout.n == 16 and cfg.actor.lr == 1e-5
     assert cfg.teacher_context == "demo" and cfg.sdpo.teacher.kind == "ema"
     assert cfg.eval.benchmarks == ["aime24", "amc23"]

@@ -32,18 +32,26 @@ def build(level, rewards, *, responses=None, feedbacks=None, templates=None, exc
 
 def test_yaml_worked_examples_exact():
     ctx = build("demo_answer", [0.0, 1.0])
-    expected = "What is 2+3? Please reason step by step, and put your final answer within \\boxed{}.\nCorrect solution:\n\nThe answer is \\boxed{5}.\n\nCorrectly solve the original question."
+    expected = ("What is 2+3? Please reason step by step, and put your final answer within \\boxed{}.\n"
+                "Correct solution:\n\nThe answer is \\boxed{5}.\n\nCorrectly solve the original question.")
     assert ctx[0].text == expected and ctx[0].distilled
     # the same string the reference's three templates produce
-    ref = YAML["reprompt"].format(prompt=P, solution=YAML["solution"].format(successful_previous_attempt="The answer is \\boxed{5}."), feedback="")
+    ref = YAML["reprompt"].format(
+        prompt=P, solution=YAML["solution"].format(successful_previous_attempt="The answer is \\boxed{5}."),
+        feedback="")
     assert ctx[0].text == ref
     fb = build("feedback", [0.0], feedbacks=[FB])[0]
-    assert fb.text == "What is 2+3? Please reason step by step, and put your final answer within \\boxed{}.\nThe following is feedback from your unsuccessful earlier attempt:\n\nYour response was truncated because it exceeded the maximum length.\n\nCorrectly solve the original question."
+    assert fb.text == ("What is 2+3? Please reason step by step, and put your final answer within \\boxed{}.\n"
+                       "The following is feedback from your unsuccessful earlier attempt:\n\n"
+                       "Your response was truncated because it exceeded the maximum length.\n\n"
+                       "Correctly solve the original question.")
 
 
 def test_trl_template_set_exact():
     ctx = build("demo_answer", [0.0, 1.0], templates=TRL_TEMPLATES)
-    assert ctx[0].text == "What is 2+3? Please reason step by step, and put your final answer within \\boxed{}.\nCorrect solution:\n\nThe answer is \\boxed{5}.\n\n\n\nCorrectly solve the original question.\n"
+    assert ctx[0].text == ("What is 2+3? Please reason step by step, and put your final answer within \\boxed{}.\n"
+                           "Correct solution:\n\nThe answer is \\boxed{5}.\n\n\n\n"
+                           "Correctly solve the original question.\n")
 
 
 def test_demo_keeps_thinking_demo_answer_strips_it():

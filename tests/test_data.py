@@ -38,7 +38,8 @@ def dapo_rows():
          "prompt": [{"role": "system", "content": "be brief"},
                     {"role": "user", "content": "Solve the following math problem step by step. The last line of your "
                                                 "response should be of the form Answer: $Answer (without quotes).\n\n"
-                                                "What is 1+1?\n\nRemember to put your answer on its own line after \"Answer:\"."}],
+                                                "What is 1+1?\n\nRemember to put your answer on its own line after "
+                                                "\"Answer:\"."}],
          "ability": "MATH", "reward_model": {"ground_truth": "2", "style": "rule-lighteval/MATH_v2"},
          "extra_info": {"index": "a-0"}},
         {"data_source": "math_dapo",
@@ -367,7 +368,8 @@ def test_hub_field_maps_with_fake_load_dataset(monkeypatch):
         ("math-ai/amc23", None, "test"): [{"id": 0, "question": "A?", "answer": 27.0, "url": "u"}],
         ("HuggingFaceH4/aime_2024", None, "train"): [
             {"id": 60, "problem": "P?", "solution": "S", "answer": "025", "url": "u", "year": "2024"}],
-        ("BytedTsinghua-SIA/DAPO-Math-17k", None, "train"): dapo_rows() + [dict(dapo_rows()[0], extra_info={"index": "a-2"})],
+        ("BytedTsinghua-SIA/DAPO-Math-17k", None, "train"):
+            dapo_rows() + [dict(dapo_rows()[0], extra_info={"index": "a-2"})],
     }
     calls = []
 

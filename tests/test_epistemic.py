@@ -139,8 +139,10 @@ def test_cli_parity_with_study_format(tmp_path, capsys):
 
 def test_cli_single_file_sdlab_samples(tmp_path, capsys):
     recs = [
-        {"benchmark": "aime24", "problem_id": "1", "sample": 0, "response": "wait, check", "correct": True, "num_tokens": 4},
-        {"benchmark": "aime24", "problem_id": "1", "sample": 1, "response": "hmm maybe", "correct": False, "num_tokens": 6},
+        {"benchmark": "aime24", "problem_id": "1", "sample": 0, "response": "wait, check", "correct": True,
+         "num_tokens": 4},
+        {"benchmark": "aime24", "problem_id": "1", "sample": 1, "response": "hmm maybe", "correct": False,
+         "num_tokens": 6},
         {"benchmark": "aime24", "problem_id": "2", "sample": 0, "response": "done", "correct": None, "num_tokens": 10},
     ]
     f = _write(tmp_path / "samples.jsonl", recs)
@@ -182,7 +184,8 @@ def test_cli_two_files_paired(tmp_path, capsys):
     mean_a = out["summary"][0]["per_word"]["wait"]["mean_per_response"]
     assert ch["per_word"]["wait"]["diff"] == pytest.approx(1 - mean_a)
     assert ch["per_word"]["hmm"]["diff"] == pytest.approx(-1.0)
-    assert ch["per_word"]["hmm"]["ci_low"] == pytest.approx(-1.0) and ch["per_word"]["hmm"]["ci_high"] == pytest.approx(-1.0)
+    assert (ch["per_word"]["hmm"]["ci_low"] == pytest.approx(-1.0)
+            and ch["per_word"]["hmm"]["ci_high"] == pytest.approx(-1.0))
     w = ch["per_word"]["wait"]
     assert w["ci_low"] <= w["diff"] <= w["ci_high"] and w["ci_high"] < 0
     assert ch["total"]["diff"] == pytest.approx(w["diff"] - 1.0)

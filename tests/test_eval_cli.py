@@ -59,7 +59,8 @@ def test_malformed_benchmark_file_names_file_and_line(tiny_qwen3, tmp_path, caps
 
 def test_unparseable_gold_is_reported_and_excluded(tiny_qwen3, tmp_path):
     data = tmp_path / "golds.jsonl"
-    data.write_text('{"id": "ok", "problem": "1+1?", "answer": "2"}\n{"id": "broken", "problem": "?", "answer": "$$"}\n')
+    data.write_text('{"id": "ok", "problem": "1+1?", "answer": "2"}\n'
+                    '{"id": "broken", "problem": "?", "answer": "$$"}\n')
     assert main(["eval", "--model", str(tiny_qwen3), "--benchmarks", str(data), "--out", str(tmp_path / "o"),
                  "--max-new-tokens", "4", "--n", "2"]) == 0
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())["benchmarks"][str(data)]

@@ -99,7 +99,8 @@ DAMAGE = {
     "missing optimizer shard": lambda c: next((c / "state").glob("*.distcp")).unlink(),
     "missing rng": lambda c: (c / "rng" / "rank-0.safetensors").unlink(),
     "garbage trainer_state": lambda c: (c / "trainer_state.json").write_text("{not json"),
-    "flipped byte": lambda c: (c / "state" / ".metadata").write_bytes(b"x" + (c / "state" / ".metadata").read_bytes()[1:]),
+    "flipped byte": lambda c: (c / "state" / ".metadata").write_bytes(
+        b"x" + (c / "state" / ".metadata").read_bytes()[1:]),
 }
 
 

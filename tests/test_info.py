@@ -143,7 +143,8 @@ def test_info_cli_contexts_follow_trainer_rules(tiny_qwen3, shared_data, tmp_pat
     assert _run(_argv(tiny_qwen3, shared_data, out, "none,demo,feedback,solution") + ["--token-level"]) == 0
     res = json.loads((out / "info.json").read_text())["contexts"]
     rows = _rows(out)
-    plain = {r["problem_id"]: r["context_tokens"] for r in rows if r["kind"] == "unguided_score" and r["context"] == "none"}
+    plain = {r["problem_id"]: r["context_tokens"] for r in rows
+             if r["kind"] == "unguided_score" and r["context"] == "none"}
     demo_scored = [r for r in rows if r["kind"] == "unguided_score" and r["context"] == "demo"]
     assert sorted(r["sample"] for r in demo_scored) == [1, 1, 1]  # sample 0 is the demo, never its own
     assert all(r["context_tokens"] > plain[r["problem_id"]] for r in demo_scored)

@@ -72,7 +72,8 @@ def test_g1_trl_nanstd_oracle():
     from trl.trainer.utils import nanstd
 
     g = torch.Generator().manual_seed(1)
-    r = torch.randint(0, 3, (24,), generator=g).to(F64) + torch.rand(24, generator=g, dtype=F64) * (torch.arange(24) < 12)
+    r = (torch.randint(0, 3, (24,), generator=g).to(F64)
+         + torch.rand(24, generator=g, dtype=F64) * (torch.arange(24) < 12))
     grouped = r.view(-1, 6)
     mean = grouped.mean(1, keepdim=True)
     std = torch.stack([nanstd(row) for row in grouped]).unsqueeze(1)
@@ -237,7 +238,8 @@ def trl_loss(cls, loss_type, logps, inputs, *, beta=0.0, eps=(0.2, 0.28), delta=
     t.current_gradient_accumulation_steps = 1
     t.model = NS(training=True)
     t.args = NS(delta=delta, use_bias_correction_kl=bias_kl, steps_per_generation=1)
-    t.accelerator = NS(num_processes=1, gather=lambda x: x, reduce=lambda x, reduction: x, gather_for_metrics=lambda x: x)
+    t.accelerator = NS(num_processes=1, gather=lambda x: x, reduce=lambda x, reduction: x,
+                       gather_for_metrics=lambda x: x)
     t._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
     return t._compute_loss(None, inputs), t._metrics["train"]
 

@@ -109,7 +109,8 @@ S5_SD = torch.tensor([1, 1, 0], dtype=F64)
 def test_s5_aggregation():
     close(sdpo.distillation_loss(S5_LOSS, S5_MASK, S5_SD, num_seqs=3), 0.4)
     # micro-batches with the global sequence count add up to the mini-batch value
-    parts = [sdpo.distillation_loss(S5_LOSS[i : i + 1], S5_MASK[i : i + 1], S5_SD[i : i + 1], num_seqs=torch.tensor(3.0))
+    parts = [sdpo.distillation_loss(S5_LOSS[i : i + 1], S5_MASK[i : i + 1], S5_SD[i : i + 1],
+                                    num_seqs=torch.tensor(3.0))
              for i in range(3)]
     close(sum(parts), 0.4)
     # logged-metric variant (global token mean) differs: 0.45
@@ -244,12 +245,13 @@ def test_trl_topk_loss_via_chunked_engine_path(lu):
     ws, wt = torch.randn(V, 10, generator=g, dtype=F64), torch.randn(V, 10, generator=g, dtype=F64)
     temp, k = 0.8, 5
     y = torch.zeros(B * T, dtype=torch.long)
-    (ours,) = map_chunks(lambda h, t, ids: (sdpo.per_token_loss("topk", h @ ws.T / temp, t @ wt.T / temp, ids, alpha=0.5,
-                                                                 topk=k, add_tail=True),), 3, hs, ht, y)
+    (ours,) = map_chunks(lambda h, t, ids: (sdpo.per_token_loss("topk", h @ ws.T / temp, t @ wt.T / temp, ids,
+                                                                 alpha=0.5, topk=k, add_tail=True),), 3, hs, ht, y)
     ours.sum().backward()
     hs_ref = hs.detach().clone().requires_grad_(True)
     ref = lu.compute_topk_self_distillation_loss((hs_ref @ ws.T / temp).view(B, T, V), (ht @ wt.T / temp).view(B, T, V),
-                                                 distillation_topk=k, distillation_alpha=0.5, distillation_add_tail=True)
+                                                 distillation_topk=k, distillation_alpha=0.5,
+                                                 distillation_add_tail=True)
     ref.sum().backward()
     close(ours.view(B, T), ref, atol=1e-12)
     close(hs.grad, hs_ref.grad, atol=1e-12)
@@ -313,8 +315,8 @@ def test_trl_s5_injected(sdpo_trainer_cls, monkeypatch):
     logits = torch.zeros(3, 3, 4, dtype=F64)
     loss = t._compute_self_distillation_loss(
         NS(training=True), {},
-        NS(completion_ids=torch.zeros(3, 3, dtype=torch.long), completion_mask=S5_MASK, loss_mask=S5_MASK * S5_SD[:, None],
-           student_logits=logits, teacher_logits=logits))
+        NS(completion_ids=torch.zeros(3, 3, dtype=torch.long), completion_mask=S5_MASK,
+           loss_mask=S5_MASK * S5_SD[:, None], student_logits=logits, teacher_logits=logits))
     close(loss, 0.4)
     close(t._metrics["train"]["self_distillation/distillation_loss"][0], 0.45)
 

@@ -72,10 +72,12 @@ def test_training_recipe_has_the_study_hyperparameters(path):
     assert (c.data.train_batch_size, c.rollout.n, c.actor.ppo_mini_batch_size, c.actor.ppo_epochs) == (256, 8, 128, 1)
     assert (c.data.max_prompt_length, c.rollout.max_new_tokens) == (2048, 20480)
     assert (c.rollout.temperature, c.rollout.top_p, c.rollout.top_k) == (1.0, 1.0, 0)
-    assert (c.actor.warmup_steps, c.actor.lr_schedule, c.actor.grad_clip, c.actor.weight_decay) == (10, "constant", 1.0, 0.01)
+    assert (c.actor.warmup_steps, c.actor.lr_schedule, c.actor.grad_clip, c.actor.weight_decay) == (
+        10, "constant", 1.0, 0.01)
     assert (c.actor.rollout_is, c.actor.rollout_is_threshold, c.actor.use_kl_loss) == ("token", 2.0, False)
     assert c.actor.loss_agg_mode == "token-mean" and c.advantage.norm_adv_by_std_in_grpo is False
-    assert (c.eval.benchmarks, c.eval.every, c.eval.n, c.eval.temperature, c.eval.top_p) == (["aime24"], 10, 1, 0.6, 0.95)
+    assert (c.eval.benchmarks, c.eval.every, c.eval.n, c.eval.temperature, c.eval.top_p) == (
+        ["aime24"], 10, 1, 0.6, 0.95)
     assert c.steps == 100 and c.output_dir == f"runs/{model}/{variant}"
     if variant == "grpo":
         assert c.algorithm == "grpo" and c.actor.lr == 1e-6
@@ -198,7 +200,8 @@ def test_recipe_trains_one_step_on_a_tiny_model(path, tiny_qwen3, tiny_data, tmp
     try:
         train(cfg)
     except Exception as e:  # only to say which recipe broke; the test still fails
-        raise AssertionError(f"recipe {rel(path)} failed one training step on a tiny model: {type(e).__name__}: {e}") from e
+        raise AssertionError(f"recipe {rel(path)} failed one training step on a tiny model: "
+                             f"{type(e).__name__}: {e}") from e
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1]
     m = rows[0]

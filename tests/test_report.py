@@ -124,7 +124,8 @@ def test_groups_by_config_differences(built):
 
 def test_html_is_self_contained_with_every_figure(built):
     _, _, path, text = built
-    assert '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; style-src \'unsafe-inline\'">' in text
+    assert ('<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+            'style-src \'unsafe-inline\'">' in text)
     assert "<script" not in text.lower()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text, re.I)
     assert "@import" not in text and "url(" not in text
@@ -174,10 +175,12 @@ def test_final_numbers_match_hand_computation(built):
             assert (got["mean"], got["ci_low"], got["ci_high"]) == pytest.approx((m, lo, hi), rel=1e-6), (label, metric)
             row = rows[("final", label, metric)]
             assert int(row["n"]) == 3
-            assert (float(row["mean"]), float(row["ci_low"]), float(row["ci_high"])) == pytest.approx((m, lo, hi), rel=1e-6)
+            assert (float(row["mean"]), float(row["ci_low"]), float(row["ci_high"])) == pytest.approx(
+                (m, lo, hi), rel=1e-6)
         # identical values over seeds: zero-width interval
         epi = groups[label]["metrics"]["epistemic/mean@final"]
-        assert epi["mean"] == pytest.approx(4.0) and epi["ci_high"] - epi["ci_low"] == pytest.approx(2 * T975_DF2 * 1 / math.sqrt(3))
+        assert (epi["mean"] == pytest.approx(4.0)
+                and epi["ci_high"] - epi["ci_low"] == pytest.approx(2 * T975_DF2 * 1 / math.sqrt(3)))
 
 
 def test_epistemic_change_matches_hand_computation(built):
@@ -225,7 +228,8 @@ def test_coverage_and_richness_sweeps(built):
         rows = list(csv.DictReader(f))
     sections = {r["section"] for r in rows}
     assert sections == {"final", "epistemic_change", "coverage", "richness"}
-    r = next(r for r in rows if r["section"] == "richness" and r["metric"] == "eval/organism:ood/accuracy@teacher_context=answer")
+    r = next(r for r in rows
+             if r["section"] == "richness" and r["metric"] == "eval/organism:ood/accuracy@teacher_context=answer")
     assert float(r["mean"]) == pytest.approx(mean_ci([ood_acc("sdpo", 8, "answer", s, STEPS) for s in SEEDS])[0])
 
 

@@ -10,7 +10,8 @@ from sdlab.testing.synthetic_runs import write_synthetic_runs
 pytest.importorskip("selenium")
 BINARY, DRIVER = find_chromium()
 pytestmark = pytest.mark.skipif(not (BINARY and DRIVER),
-                                reason="chromium + chromedriver not installed (apt-get install chromium chromium-driver)")
+                                reason="chromium + chromedriver not installed "
+                                       "(apt-get install chromium chromium-driver)")
 
 
 @pytest.fixture(scope="module")

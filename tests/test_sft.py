@@ -75,12 +75,14 @@ def test_loss_masks_prompt_tokens(tiny_qwen3):
     assert nll == pytest.approx(total, abs=1e-4)
     # micro-batches with the batch's normaliser sum to the batch loss
 
-    parts = [sft_micro_loss(model, [p], [r], 0, num_tokens=float(n_tok), num_seqs=2.0)[0] for p, r in zip(prompts, responses)]
+    parts = [sft_micro_loss(model, [p], [r], 0, num_tokens=float(n_tok), num_seqs=2.0)[0]
+             for p, r in zip(prompts, responses)]
     assert float(sum(parts).detach()) == pytest.approx(float(loss.detach()), abs=1e-6)
     logp = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -5.0, 0.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     assert float(sft_loss(logp, mask, num_tokens=3, num_seqs=2)) == pytest.approx(7.0 / 3)
-    assert float(sft_loss(logp, mask, mode="seq-mean-token-mean", num_tokens=3, num_seqs=2)) == pytest.approx((1.5 + 4.0) / 2)
+    assert float(sft_loss(logp, mask, mode="seq-mean-token-mean", num_tokens=3, num_seqs=2)) == pytest.approx(
+        (1.5 + 4.0) / 2)
 
 
 def _run(argv) -> int:
@@ -168,7 +170,8 @@ def test_sft_generates_guided_traces_and_filters(tiny_qwen3, shared_data, tmp_pa
         assert t["prompt_ids"] == plain  # distilled into the unguided prompt
         assert t["guidance"] == "answer" and t["guided_prompt_tokens"] > len(plain)
         g = guided_by_id[(t["problem_id"], t["sample"])]
-        assert g["correct"] is True and g["response"] == t["response"] and g["prompt_tokens"] == t["guided_prompt_tokens"]
+        assert (g["correct"] is True and g["response"] == t["response"]
+                and g["prompt_tokens"] == t["guided_prompt_tokens"])
     m = _metrics(out)[0]
     assert m["gen/unguided/accuracy"] == 0.5 and m["gen/guided/samples"] == 6 and m["traces/count"] == 3
     assert not (out / "final").exists()

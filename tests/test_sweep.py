@@ -53,7 +53,8 @@ def test_grid_names_and_configs(tmp_path):
     assert [r.name for r in runs] == [f"{a}-cov{c}-s{s}" for a in ("grpo", "sdpo") for c in (8, 32) for s in (0, 1)]
     for r in runs:
         c = r.config
-        assert (c.algorithm, c.data.coverage, c.seed) == (r.values["algorithm"], r.values["data.coverage"], r.values["seed"])
+        assert (c.algorithm, c.data.coverage, c.seed) == (r.values["algorithm"], r.values["data.coverage"],
+                                                          r.values["seed"])
         assert c.output_dir == str(tmp_path / "out" / r.name) and r.dir == tmp_path / "out" / r.name
         assert c.logging.run_name == r.name
         assert c.steps == 3 and c.rollout.n == 4  # overrides (flat or nested) reach every run
@@ -70,10 +71,12 @@ def test_linked_axis_exclude_and_default_names(tmp_path):
     assert [r.name for r in runs] == ["grpo-none", "sdpo-none", "sdpo-demo"]
     grpo, sdpo = runs[0].config, runs[2].config
     assert (grpo.algorithm, grpo.actor.lr, grpo.sdpo.teacher.kind) == ("grpo", 1e-6, "frozen")
-    assert (sdpo.algorithm, sdpo.actor.lr, sdpo.sdpo.teacher.kind, sdpo.teacher_context) == ("sdpo", 1e-5, "ema", "demo")
+    assert (sdpo.algorithm, sdpo.actor.lr, sdpo.sdpo.teacher.kind, sdpo.teacher_context) == (
+        "sdpo", 1e-5, "ema", "demo")
     # nested overrides merge into the base instead of replacing whole sections
     runs = expand(tmp_path, base={**BASE, "sdpo": {"teacher": {"update_rate": 0.1}}},
-                  axes={"sdpo.teacher": [{"kind": "ema"}]}, name="{sdpo.teacher.kind}-{sdpo.teacher.update_rate}-{actor.lr:.0e}")
+                  axes={"sdpo.teacher": [{"kind": "ema"}]},
+                  name="{sdpo.teacher.kind}-{sdpo.teacher.update_rate}-{actor.lr:.0e}")
     assert runs[0].name == "ema-0.1-1e-06" and runs[0].config.sdpo.teacher.update_rate == 0.1
 
 
@@ -98,7 +101,8 @@ def test_base_file_relative_to_the_sweep_file(tmp_path):
 @pytest.mark.parametrize("spec, message", [
     ({"axes": {"rollout.n": [4, 0]}, "name": "n{rollout.n}"}, r"sweep run 'n0': rollout\.n: must be >= 1"),
     ({"axes": {"rollout.nn": [1]}}, r"unknown config key rollout\.nn"),
-    ({"axes": {"algorithm": ["grpo", "ppo"]}, "name": "{algorithm}"}, r"sweep run 'ppo': algorithm: 'ppo' is not one of"),
+    ({"axes": {"algorithm": ["grpo", "ppo"]}, "name": "{algorithm}"},
+     r"sweep run 'ppo': algorithm: 'ppo' is not one of"),
     ({"axis": {"seed": [0]}}, r"unknown sweep key 'axis'"),
     ({"axes": {"seed": [0, 1], "algorithm": ["grpo", "sdpo"]}, "name": "{algorithm}"}, r"two runs get the name 'grpo'"),
     ({"axes": {"seed": [0]}, "name": "{nonsense}"}, r"neither an axis nor a config key"),
@@ -174,7 +178,8 @@ def fake_checkpoint(run_dir, step=1):
 
 
 def prepared(tmp_path, names=("a", "b", "c", "d")):
-    sweep = sw.load_sweep(make_sweep(tmp_path, axes={"logging.wandb_project": list(names)}, name="{logging.wandb_project}"))
+    sweep = sw.load_sweep(make_sweep(tmp_path, axes={"logging.wandb_project": list(names)},
+                                     name="{logging.wandb_project}"))
     runs = sw.expand(sweep)
     sw.prepare(runs, sweep)
     return sweep, runs
@@ -189,7 +194,8 @@ def test_prepare_writes_configs_status_and_sweep_json(tmp_path):
         assert again["output_dir"] == str(r.dir) and again["logging"]["wandb_project"] == r.name
     doc = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert [x["name"] for x in doc["runs"]] == ["a", "b", "c", "d"]
-    assert doc["differing_keys"] == ["logging.wandb_project"] and doc["axes"] == {"logging.wandb_project": ["a", "b", "c", "d"]}
+    assert (doc["differing_keys"] == ["logging.wandb_project"]
+            and doc["axes"] == {"logging.wandb_project": ["a", "b", "c", "d"]})
 
 
 def test_skips_finished_and_resumes_interrupted_runs(tmp_path):
@@ -316,7 +322,8 @@ def toy_sweep(tmp_path, model, **spec):
     data = tmp_path / "toy.jsonl"
     data.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
     ood = tmp_path / "toy_ood.jsonl"
-    ood.write_text("".join(json.dumps({**p, "id": "o" + p["id"], "problem": p["problem"] + " "}) + "\n" for p in PROBLEMS))
+    ood.write_text("".join(json.dumps({**p, "id": "o" + p["id"], "problem": p["problem"] + " "}) + "\n"
+                           for p in PROBLEMS))
     base = {"model": {"name_or_path": str(model), "device": "cpu"}, "reward": {"grader": "strict"},
             "data": {"train": str(data), "train_batch_size": 2, "prompt_template": "plain"},
             "rollout": {"n": 4, "max_new_tokens": 8}, "steps": 2,
@@ -335,7 +342,8 @@ def test_subprocess_runner_isolates_runs_and_logs(tmp_path, tiny_qwen3, capsys):
 
     good = yaml.safe_load(path.read_text())["base"]["data"]["train"]
     path = toy_sweep(tmp_path, tiny_qwen3, overrides={"steps": 1, "eval.every": 0},
-                     axes={"method": {"ok": {"data.train": good}, "bad": {"data.train": str(tmp_path / "missing.jsonl")}}},
+                     axes={"method": {"ok": {"data.train": good},
+                                      "bad": {"data.train": str(tmp_path / "missing.jsonl")}}},
                      name="{method}")
     assert sweep_cmd.run(cli_args(path, parallel=2)) == 1  # one subprocess per run, two at a time
     ok, bad = tmp_path / "out" / "ok", tmp_path / "out" / "bad"

@@ -61,13 +61,14 @@ def strip_time(rows):
 
 def test_grpo_run_writes_everything(tiny_qwen3, toy_data, tmp_path, fake_grader):
     out = tmp_path / "run"
-    cfg = make_cfg(tiny_qwen3, toy_data, out, "checkpoint.save_every=1", "eval.every=1", f"eval.benchmarks=[{toy_data}]",
-                   "eval.limit=2", "eval.n=2")
+    cfg = make_cfg(tiny_qwen3, toy_data, out, "checkpoint.save_every=1", "eval.every=1",
+                   f"eval.benchmarks=[{toy_data}]", "eval.limit=2", "eval.n=2")
     trainer_mod.train(cfg)
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == [0, 1, 2]
     for key in ("reward/mean", "reward/std", "frac_reward_zero_std", "actor/entropy", "actor/grad_norm", "actor/lr",
-                "actor/clip_frac", "response_length/mean", "response_length/max", "response_length/clip_ratio", "actor/loss"):
+                "actor/clip_frac", "response_length/mean", "response_length/max", "response_length/clip_ratio",
+                "actor/loss"):
         assert key in rows[1], key
     assert any(k.startswith("eval/") and k.endswith("/accuracy") for k in rows[0])
     assert (out / "config.yaml").exists() and (out / "final" / "model.safetensors").exists()
@@ -121,7 +122,8 @@ def test_runs_are_deterministic_and_micro_batch_invariant(tiny_qwen3, toy_data, 
     for k in a:
         assert torch.equal(a[k], b[k]), k
         assert torch.allclose(a[k], c[k], atol=1e-5), k
-    assert strip_time(read_metrics(tmp_path / "a" / "metrics.jsonl")) == strip_time(read_metrics(tmp_path / "b" / "metrics.jsonl"))
+    assert strip_time(read_metrics(tmp_path / "a" / "metrics.jsonl")) == strip_time(
+        read_metrics(tmp_path / "b" / "metrics.jsonl"))
 
 
 def _cli(args, **kw):
@@ -130,8 +132,8 @@ def _cli(args, **kw):
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 
-REAL_MODEL_SETTINGS = ("model.gradient_checkpointing=true", "model.dtype=bfloat16", "actor.max_tokens_per_micro_batch=300",
-                       "actor.logits_chunk_size=4")
+REAL_MODEL_SETTINGS = ("model.gradient_checkpointing=true", "model.dtype=bfloat16",
+                       "actor.max_tokens_per_micro_batch=300", "actor.logits_chunk_size=4")
 
 
 @pytest.mark.parametrize("extra", [(), REAL_MODEL_SETTINGS], ids=["default", "real-model-settings"])
@@ -164,6 +166,7 @@ def test_sigkill_and_resume_matches_uninterrupted_run(tiny_qwen3, toy_data, tmp_
         assert torch.equal(a[k], b[k]), k
     assert strip_time(read_metrics(full / "metrics.jsonl")) == strip_time(read_metrics(killed / "metrics.jsonl"))
     # the whole training state (policy, AdamW, EMA teacher) is byte-identical
-    ma, mb = (json.loads((run / "checkpoints" / "step-6" / "MANIFEST.json").read_text())["files"] for run in (full, killed))
+    ma, mb = (json.loads((run / "checkpoints" / "step-6" / "MANIFEST.json").read_text())["files"]
+              for run in (full, killed))
     state = [k for k in ma if k.startswith("state/") and k.endswith(".distcp")]
     assert state and all(ma[k]["sha256"] == mb[k]["sha256"] for k in state)

@@ -79,6 +79,8 @@ def frac_zero_std_groups(rewards: Tensor, groups: Tensor | int | list) -> float:
     if num_groups == 0:
         return 0.0
     r = rewards.to(torch.float64)
-    grp_min = torch.full((num_groups,), float("inf"), dtype=r.dtype, device=r.device).scatter_reduce(0, index, r, "amin")
-    grp_max = torch.full((num_groups,), float("-inf"), dtype=r.dtype, device=r.device).scatter_reduce(0, index, r, "amax")
+    grp_min = torch.full((num_groups,), float("inf"), dtype=r.dtype, device=r.device).scatter_reduce(
+        0, index, r, "amin")
+    grp_max = torch.full((num_groups,), float("-inf"), dtype=r.dtype, device=r.device).scatter_reduce(
+        0, index, r, "amax")
     return float((grp_max == grp_min).double().mean())

@@ -55,7 +55,8 @@ def ema_update_(teacher_params, student_params, rate: float) -> None:
     for t, s in zip(teacher_params, student_params):
         lt, ls = _local(t), _local(s)
         if lt.shape != ls.shape:
-            raise RuntimeError(f"EMA teacher and student are sharded differently ({tuple(lt.shape)} vs {tuple(ls.shape)})")
+            raise RuntimeError(f"EMA teacher and student are sharded differently "
+                               f"({tuple(lt.shape)} vs {tuple(ls.shape)})")
         lt.lerp_(ls.detach().to(lt.dtype), rate)
 
 

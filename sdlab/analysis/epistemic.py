@@ -40,7 +40,8 @@ def count_epistemic(text: str, mode: str = "paper", words: Sequence[str] = EPIST
     raise ValueError(f"unknown counting mode {mode!r}; use one of {MODES}")
 
 
-def count_many(texts: Sequence[str], mode: str = "paper", words: Sequence[str] = EPISTEMIC_WORDS) -> list[dict[str, int]]:
+def count_many(texts: Sequence[str], mode: str = "paper",
+               words: Sequence[str] = EPISTEMIC_WORDS) -> list[dict[str, int]]:
     return [count_epistemic(t, mode, words) for t in texts]
 
 

@@ -284,8 +284,12 @@ def _summary_table(s: dict) -> list[str]:
         line = f"  {w:<14}{d['total']:>9d}{_num(d['mean_per_response']):>11}{_num(d['per_1k']):>9}"
         if by:
             key = TOTAL if w == "TOTAL" else w
-            pick = (lambda blk: blk[TOTAL] if key == TOTAL else blk["per_word"][key])
-            line += f"{_num(pick(by['correct'])['mean_per_response']):>10}{_num(pick(by['incorrect'])['mean_per_response']):>11}"
+
+            def pick(blk):
+                return blk[TOTAL] if key == TOTAL else blk["per_word"][key]
+
+            line += (f"{_num(pick(by['correct'])['mean_per_response']):>10}"
+                     f"{_num(pick(by['incorrect'])['mean_per_response']):>11}")
         lines.append(line)
     if by:
         lines.append(f"  correct: {by['correct']['n_responses']} responses, incorrect: {by['incorrect']['n_responses']}"

@@ -157,7 +157,8 @@ def level_summary(level: str, problems, guided: Sequence[Generation], scored_g, 
     g_ids = [g.problem_id for g in guided]
 
     def mass(scores, attr):
-        return _mean(float(getattr(s, attr).double().mean()) for s in scores if getattr(s, attr) is not None and s.num_tokens)
+        return _mean(float(getattr(s, attr).double().mean())
+                     for s in scores if getattr(s, attr) is not None and s.num_tokens)
 
     def per_token(scores):
         tokens = sum(s.num_tokens for s in scores)
@@ -167,10 +168,12 @@ def level_summary(level: str, problems, guided: Sequence[Generation], scored_g, 
         "context": level,
         "table1": table,
         "info": {**summarize_values([s.total for s in scored_g], g_ids, seed=seed), "per_token": per_token(scored_g),
-                 "description": "mean over responses generated with c of log p(y|x,c) - log p(y|x): estimate of I(y;c|x)"},
+                 "description": "mean over responses generated with c of log p(y|x,c) - log p(y|x): "
+                                "estimate of I(y;c|x)"},
         "logratio_unguided": {**summarize_values([s.total for s in u_scores], u_ids, seed=seed),
                               "per_token": per_token(u_scores),
-                              "description": "mean over unguided responses of log p(y|x,c) - log p(y|x): -KL(p(.|x) || p(.|x,c))"},
+                              "description": "mean over unguided responses of log p(y|x,c) - log p(y|x): "
+                                             "-KL(p(.|x) || p(.|x,c))"},
         "epistemic_mass": {
             "unguided": {"without_c": mass(u_scores, "mass_x"), "with_c": mass(u_scores, "mass_c")},
             "guided": {"without_c": mass(scored_g, "mass_x"), "with_c": mass(scored_g, "mass_c")},
@@ -194,11 +197,13 @@ def table_rows(results: dict[str, dict]) -> list[dict[str, Any]]:
         rows.append({
             "context": level, "problems": t.get("problems", 0), "responses": t.get("samples", 0),
             "score": t.get("accuracy"), "score_ci_low": ci[0], "score_ci_high": ci[1],
-            "length": t.get("response_length"), "epistemic": t.get("epistemic"), "truncation_rate": t.get("truncation_rate"),
+            "length": t.get("response_length"), "epistemic": t.get("epistemic"),
+            "truncation_rate": t.get("truncation_rate"),
             "info": info["mean"], "info_ci_low": info["ci95"][0], "info_ci_high": info["ci95"][1],
-            "info_per_token": info["per_token"], "logratio_unguided": lu["mean"], "logratio_unguided_ci_low": lu["ci95"][0],
-            "logratio_unguided_ci_high": lu["ci95"][1],
-            "epistemic_mass_x_unguided": m["unguided"]["without_c"], "epistemic_mass_c_unguided": m["unguided"]["with_c"],
+            "info_per_token": info["per_token"], "logratio_unguided": lu["mean"],
+            "logratio_unguided_ci_low": lu["ci95"][0], "logratio_unguided_ci_high": lu["ci95"][1],
+            "epistemic_mass_x_unguided": m["unguided"]["without_c"],
+            "epistemic_mass_c_unguided": m["unguided"]["with_c"],
             "epistemic_mass_x_guided": m["guided"]["without_c"], "epistemic_mass_c_guided": m["guided"]["with_c"],
         })
     return rows
@@ -224,8 +229,9 @@ def format_table(results: dict[str, dict], n: int) -> str:
         mass = "-" if r["epistemic_mass_x_unguided"] is None else \
             f"{r['epistemic_mass_x_unguided']:.4f}->{r['epistemic_mass_c_unguided']:.4f}"
         lines.append(
-            f"{r['context']:<13}{r['problems']:>9}{r['responses']:>8}{num(r['score'], '.3f'):>8}{num(r['length'], '.0f'):>9}"
-            f"{num(r['epistemic'], '.2f'):>8}{num(r['info'], '.2f'):>11}{ci:>21}{num(r['logratio_unguided'], '.2f'):>13}{mass:>17}"
+            f"{r['context']:<13}{r['problems']:>9}{r['responses']:>8}{num(r['score'], '.3f'):>8}"
+            f"{num(r['length'], '.0f'):>9}{num(r['epistemic'], '.2f'):>8}{num(r['info'], '.2f'):>11}{ci:>21}"
+            f"{num(r['logratio_unguided'], '.2f'):>13}{mass:>17}"
         )
     lines.append("score/length/epist.: responses generated with c (Table 1); I(y;c|x): mean log p(y|x,c) - log p(y|x) "
                  "over them (nats); R(unguided): the same over the unguided responses; epi.mass: mean probability on "

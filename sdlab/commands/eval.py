@@ -17,8 +17,11 @@ from ..config import GRADERS, ROLLOUT_BACKENDS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="hub id, local path, run folder's final/ or checkpoint model/, or 'organism'")
-    p.add_argument("--benchmarks", required=True, help="comma-separated: aime24,aime25,amc23,math500,gsm8k,dapo_math, a .jsonl/.parquet path, organism:ood ...")
+    p.add_argument("--model", required=True,
+                   help="hub id, local path, run folder's final/ or checkpoint model/, or 'organism'")
+    p.add_argument("--benchmarks", required=True,
+                   help="comma-separated: aime24,aime25,amc23,math500,gsm8k,dapo_math, a .jsonl/.parquet path, "
+                        "organism:ood ...")
     p.add_argument("--n", type=int, default=1, help="samples per problem (avg@n, pass@k for k<=n)")
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--top-p", type=float, default=0.95)
@@ -39,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None, help="folder with local benchmark copies (default: $SDLAB_DATA_DIR or ../shared/data)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with local benchmark copies (default: $SDLAB_DATA_DIR or ../shared/data)")
     p.add_argument("--out", required=True, help="output folder")
 
 
@@ -60,10 +64,12 @@ def run(args) -> int:
         import os
 
         os.environ["SDLAB_DATA_DIR"] = args.data_dir
-    model, tokenizer, path = load_model_and_tokenizer(ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype))
+    model, tokenizer, path = load_model_and_tokenizer(
+        ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype))
     backend = make_backend(args.backend, model, tokenizer, batch_size=args.batch_size)
     settings = EvalSettings(n=args.n, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                            max_new_tokens=args.max_new_tokens, grader=args.grader, timeout=args.timeout, seed=args.seed)
+                            max_new_tokens=args.max_new_tokens, grader=args.grader, timeout=args.timeout,
+                            seed=args.seed)
     prompts = PromptBuilder(tokenizer, template=args.prompt_template, system_prompt=args.system_prompt,
                             enable_thinking=args.enable_thinking, max_prompt_length=args.max_prompt_length)
     out = Path(args.out)

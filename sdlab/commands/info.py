@@ -18,7 +18,8 @@ from ..config import CONTEXT_LEVELS, GRADERS
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="hub id, local path, a run's final/ folder, or 'organism'")
-    p.add_argument("--benchmark", required=True, help="benchmark name (aime24, gsm8k, dapo_math, ...) or a .jsonl/.parquet file")
+    p.add_argument("--benchmark", required=True,
+                   help="benchmark name (aime24, gsm8k, dapo_math, ...) or a .jsonl/.parquet file")
     p.add_argument("--contexts", default="none,demo,demo_answer,answer",
                    help=f"comma-separated context levels: {', '.join(CONTEXT_LEVELS)}")
     p.add_argument("--limit", type=int, default=None, help="first N problems")
@@ -29,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=1024)
     p.add_argument("--grader", default="math_verify", choices=GRADERS)
     p.add_argument("--timeout", type=float, default=5.0, help="grader deadline per answer (seconds)")
-    p.add_argument("--reveal-answer-in-feedback", action="store_true", help="the feedback context may state the gold answer")
+    p.add_argument("--reveal-answer-in-feedback", action="store_true",
+                   help="the feedback context may state the gold answer")
     p.add_argument("--solve-range", default=None, metavar="LO-HI",
                    help="keep problems with LO..HI of the n unguided responses correct (the study: 1-4 of 8)")
     p.add_argument("--templates", default=None, help="YAML file {level: template} overriding the teacher templates")
@@ -74,7 +76,8 @@ def run(args) -> int:
     templates = load_templates(args.templates)
 
     torch.manual_seed(args.seed)
-    model, tokenizer, path = load_model_and_tokenizer(ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype))
+    model, tokenizer, path = load_model_and_tokenizer(
+        ModelConfig(name_or_path=args.model, device=args.device, dtype=args.dtype))
     problems = load_source(args.benchmark, limit=args.limit)
     if not problems:
         raise ConfigError(f"--benchmark {args.benchmark!r} yielded no problems")
@@ -91,8 +94,9 @@ def run(args) -> int:
     settings = {"model": args.model, "resolved_model": str(path), "benchmark": args.benchmark, "limit": args.limit,
                 "problems_loaded": len(problems), "problems_kept": table.problems_kept,
                 "solve_range": list(solve_range) if solve_range else None,
-                "contexts": levels, "n": args.n, "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
-                "max_new_tokens": args.max_new_tokens, "grader": args.grader, "score_temperature": args.score_temperature,
+                "contexts": levels, "n": args.n, "temperature": args.temperature, "top_p": args.top_p,
+                "top_k": args.top_k, "max_new_tokens": args.max_new_tokens, "grader": args.grader,
+                "score_temperature": args.score_temperature,
                 "prompt_template": args.prompt_template, "enable_thinking": args.enable_thinking, "seed": args.seed,
                 "templates": templates or None, "max_context_tokens": args.max_context_tokens}
     out = Path(args.out)

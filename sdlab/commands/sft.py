@@ -21,10 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, incl. sft.* keys (sft.epochs=2)")
     p.add_argument("--guidance", default=None, help=f"{' | '.join(CONTEXT_LEVELS)} (= sft.guidance)")
     p.add_argument("--traces-only", action="store_true", help="generate and write traces.jsonl, do not train")
-    p.add_argument("--from-traces", default=None, metavar="FILE", help="train on the traces in this JSONL instead of generating")
+    p.add_argument("--from-traces", default=None, metavar="FILE",
+                   help="train on the traces in this JSONL instead of generating")
     p.add_argument("--overwrite", action="store_true",
-                   help="output_dir holds an earlier run: move it aside (to <output_dir>.replaced-<time>) and start afresh")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config (with the sft section) and exit")
+                   help="output_dir holds an earlier run: move it aside (to <output_dir>.replaced-<time>) "
+                        "and start afresh")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (with the sft section) and exit")
 
 
 def load_sft_config(path: str | None, overrides: list[str] = (), *, guidance: str | None = None):

@@ -10,7 +10,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. algorithm=sdpo teacher_context=demo")
     p.add_argument("--resume", action="store_true", help="continue from the newest intact checkpoint in output_dir")
     p.add_argument("--overwrite", action="store_true",
-                   help="output_dir holds an earlier run: move it aside (to <output_dir>.replaced-<time>) and start afresh")
+                   help="output_dir holds an earlier run: move it aside (to <output_dir>.replaced-<time>) "
+                        "and start afresh")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 

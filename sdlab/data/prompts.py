@@ -34,7 +34,8 @@ class PromptTemplate:
 
 
 TEMPLATES: dict[str, PromptTemplate] = {
-    "boxed": PromptTemplate("{problem}\nPlease reason step by step, and put your final answer within \\boxed{}.", "boxed"),
+    "boxed": PromptTemplate("{problem}\nPlease reason step by step, and put your final answer within \\boxed{}.",
+                            "boxed"),
     "plain": PromptTemplate("{problem}", "plain"),
 }
 

@@ -31,7 +31,8 @@ class PackedBatch:
     response_mask: torch.Tensor  # [B, L] float
 
     def to(self, device) -> "PackedBatch":
-        return PackedBatch(*(None if t is None else t.to(device) for t in (getattr(self, f.name) for f in fields(self))))
+        return PackedBatch(*(None if t is None else t.to(device)
+                             for t in (getattr(self, f.name) for f in fields(self))))
 
     @property
     def tokens(self) -> torch.Tensor:

@@ -5,11 +5,11 @@ At the study's shapes one fp32 tensor of (response tokens x vocabulary) is 11.6 
 engine therefore runs the decoder once (`response_hidden`: the model's own forward, with the LM
 head recording its input instead of computing logits, so wrappers such as DDP and FSDP see an
 ordinary forward), keeps the last hidden states of the N response tokens ([N, H]), and computes
-logits, log-probs, entropies, top-k sets and divergences `chunk_size` positions at a time (`map_chunks`). When gradients are needed each
-chunk runs under activation checkpointing, so the backward recomputes a chunk's logits instead
-of keeping them: at any moment at most one chunk's [chunk_size, V] logits (and their gradient)
-are alive. Student, teacher, reference, old log-probs, SFT and the information lens all go
-through here.
+logits, log-probs, entropies, top-k sets and divergences `chunk_size` positions at a time
+(`map_chunks`). When gradients are needed each chunk runs under activation checkpointing, so the
+backward recomputes a chunk's logits instead of keeping them: at any moment at most one chunk's
+[chunk_size, V] logits (and their gradient) are alive. Student, teacher, reference, old
+log-probs, SFT and the information lens all go through here.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def _decoder_output(model, batch: PackedBatch) -> Tensor:
     finally:
         del head.forward
     if len(seen) != 1:
-        raise RuntimeError(f"{type(unwrap(model)).__name__}: expected one call of the LM head per forward, saw {len(seen)}")
+        raise RuntimeError(f"{type(unwrap(model)).__name__}: expected one call of the LM head per forward, "
+                           f"saw {len(seen)}")
     return seen[0]
 
 

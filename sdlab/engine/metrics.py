@@ -36,7 +36,8 @@ class MetricsWriter:
                 import wandb as wb
             except ImportError as e:
                 raise ImportError("logging.wandb=true needs `pip install sdlab[wandb]`") from e
-            self.wandb = wb.init(project=wandb_project, name=run_name or output_dir.name, config=config, dir=str(output_dir))
+            self.wandb = wb.init(project=wandb_project, name=run_name or output_dir.name, config=config,
+                                 dir=str(output_dir))
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:

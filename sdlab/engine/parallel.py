@@ -34,8 +34,8 @@ def check_strategy(strategy: str, accelerator, num_params: int) -> None:
 
     kind = accelerator.distributed_type
     if kind == DistributedType.DEEPSPEED:
-        raise ConfigError("DeepSpeed is not supported (its micro-batch size and gradient accumulation would be silently "
-                          "wrong here); launch with configs/accelerate/multi_gpu.yaml or torchrun and set "
+        raise ConfigError("DeepSpeed is not supported (its micro-batch size and gradient accumulation would be "
+                          "silently wrong here); launch with configs/accelerate/multi_gpu.yaml or torchrun and set "
                           "parallel.strategy=fsdp")
     if kind in (DistributedType.FSDP,) and strategy != "fsdp":
         raise ConfigError("accelerate's FSDP plugin is not used: sdlab shards the model itself; launch with "
@@ -45,8 +45,8 @@ def check_strategy(strategy: str, accelerator, num_params: int) -> None:
         raise ConfigError(f"parallel.strategy=none runs one process, but {world} were launched; "
                           "use parallel.strategy=fsdp (or ddp for models under 1B parameters)")
     if strategy == "ddp" and world > 1 and num_params > DDP_MAX_PARAMS:
-        raise ConfigError(f"parallel.strategy=ddp keeps a full replica of this {num_params / 1e9:.1f}B-parameter model, its "
-                          "gradients and Adam states on every process; use parallel.strategy=fsdp")
+        raise ConfigError(f"parallel.strategy=ddp keeps a full replica of this {num_params / 1e9:.1f}B-parameter "
+                          "model, its gradients and Adam states on every process; use parallel.strategy=fsdp")
 
 
 def init_single_process_group(device: torch.device) -> None:

@@ -72,7 +72,8 @@ class RunLock:
 
     def acquire(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _dt.datetime.now().isoformat(timespec="seconds")}
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "since": _dt.datetime.now().isoformat(timespec="seconds")}
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -178,7 +179,8 @@ def check_resume_config(folder: Path, cfg: Config, step: int) -> Path | None:
     try:
         old = yaml.safe_load(saved.read_text()) or {}
     except yaml.YAMLError as e:
-        raise RunFolderError(f"{saved}: the saved config does not parse ({e.__class__.__name__}); cannot check the resume")
+        raise RunFolderError(f"{saved}: the saved config does not parse ({e.__class__.__name__}); "
+                             "cannot check the resume")
     diff = config_diff(old, yaml.safe_load(yaml.safe_dump(cfg.to_dict(), sort_keys=False)))  # tuples as YAML lists
     refused = [d for d in diff if not _allowed(d[0])]
     if refused:

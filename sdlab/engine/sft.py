@@ -116,7 +116,8 @@ def generate_traces(backend, tokenizer, problems: Sequence[Problem], prompts: Pr
     """Steps 1-3: (traces, generation records for generations.jsonl, generation metrics)."""
     sft, r = cfg.sft, cfg.rollout
     params = SamplingParams(r.temperature, r.top_p, r.top_k, r.max_new_tokens)
-    grading = dict(grader=cfg.reward.grader, timeout=cfg.reward.timeout, reveal_answer=cfg.reward.reveal_answer_in_feedback)
+    grading = dict(grader=cfg.reward.grader, timeout=cfg.reward.timeout,
+                   reveal_answer=cfg.reward.reveal_answer_in_feedback)
     jobs = [Job(pi, k, prompts.prompt_ids(p), problem_seed(cfg.seed, SEED_STREAM, pi, k, slot=0))
             for pi, p in enumerate(problems) for k in range(r.n)]
     unguided = generate_graded(backend, tokenizer, problems, jobs, params, level="none", **grading)
@@ -138,7 +139,8 @@ def generate_traces(backend, tokenizer, problems: Sequence[Problem], prompts: Pr
                                      problem_seed(cfg.seed, SEED_STREAM, pi, g.sample, slot=context_slot(level))))
         guided = generate_graded(backend, tokenizer, problems, gjobs, params, level=level, **grading)
         candidates = group_by_problem(guided)
-    traces = select_traces(problems, [prompts.prompt_ids(p) for p in problems], [prompts.user_text(p) for p in problems],
+    traces = select_traces(problems, [prompts.prompt_ids(p) for p in problems],
+                           [prompts.user_text(p) for p in problems],
                            candidates, guidance=sft.guidance, per_problem=sft.traces_per_problem,
                            problem_filter=[pi for pi in keep if pi in candidates], max_problems=sft.max_problems)
     epistemic = {id(g): sum(count_epistemic(g.text, mode="paper").values()) for g in unguided + guided}
@@ -207,7 +209,8 @@ def read_traces(path: str | Path, tokenizer, prompts: PromptBuilder) -> list[Tra
             response = row.get("response") or tokenizer.decode(response_ids, skip_special_tokens=True)
         elif "response" in row:
             response = str(row["response"])
-            response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
+            response_ids = (tokenizer(response, add_special_tokens=False)["input_ids"]
+                            + ([eos] if eos is not None else []))
         else:
             raise DataError(f"{p}:{lineno}: a trace needs response or response_ids")
         if not prompt_ids or not response_ids:

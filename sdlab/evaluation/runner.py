@@ -18,8 +18,8 @@ from ..io import write_jsonl
 from ..rollout import SamplingParams, problem_seed
 from .sampling import Job, generate_graded
 
-__all__ = ["EvalSettings", "Shard", "benchmark_label", "evaluate", "evaluate_benchmarks", "format_table", "load_eval_sets",
-           "summarize"]
+__all__ = ["EvalSettings", "Shard", "benchmark_label", "evaluate", "evaluate_benchmarks", "format_table",
+           "load_eval_sets", "summarize"]
 
 @dataclass(frozen=True)
 class EvalSettings:
@@ -72,7 +72,8 @@ def evaluate(backend, tokenizer, problems: Sequence[Problem], settings: EvalSett
     if progress is not None:
         progress.update(len(problems))
     samples = [{
-        "benchmark": name, "problem_id": g.problem_id, "sample": g.sample, "prompt": prompts.user_text(problems[g.problem]),
+        "benchmark": name, "problem_id": g.problem_id, "sample": g.sample,
+        "prompt": prompts.user_text(problems[g.problem]),
         "response": g.text, "num_tokens": len(g.response_ids), "truncated": g.truncated, "correct": g.correct,
         "pred": g.pred, "reason": g.reason, "gold": problems[g.problem].answer,
     } for g in gens]
@@ -119,7 +120,8 @@ def summarize(samples: list[dict], n: int, *, excluded: Sequence[str] = (), seed
     by_problem: dict[str, list[dict]] = {}
     for s in graded:
         by_problem.setdefault(s["problem_id"], []).append(s)
-    per_problem_acc = np.array([np.mean([s["correct"] for s in ss]) for ss in by_problem.values()]) if by_problem else np.zeros(0)
+    per_problem_acc = (np.array([np.mean([s["correct"] for s in ss]) for ss in by_problem.values()])
+                       if by_problem else np.zeros(0))
     out: dict = {"n": n, "problems": len(by_problem), "samples": len(graded), "excluded_problems": list(excluded)}
     if not graded:
         return out
@@ -128,7 +130,8 @@ def summarize(samples: list[dict], n: int, *, excluded: Sequence[str] = (), seed
     lo, hi = bootstrap_ci(per_problem_acc, seed=seed)
     out["accuracy_ci95"] = [float(lo), float(hi)]
     for k in sorted({2**i for i in range(n.bit_length()) if 2**i <= n} | {n}):
-        out[f"pass@{k}"] = float(np.mean([pass_at_k(len(ss), sum(s["correct"] for s in ss), k) for ss in by_problem.values()]))
+        out[f"pass@{k}"] = float(np.mean([pass_at_k(len(ss), sum(s["correct"] for s in ss), k)
+                                          for ss in by_problem.values()]))
     lengths = [s["num_tokens"] for s in graded]
     out["response_length"] = float(np.mean(lengths))
     out["response_length_median"] = float(statistics.median(lengths))
@@ -144,7 +147,8 @@ def summarize(samples: list[dict], n: int, *, excluded: Sequence[str] = (), seed
 
 
 def format_table(summaries: dict, n: int) -> str:
-    head = f"{'benchmark':<14}{'problems':>9}{'avg@' + str(n):>9}{'95% CI':>17}{'pass@' + str(n):>9}{'length':>9}{'trunc':>7}{'epist.':>8}"
+    head = (f"{'benchmark':<14}{'problems':>9}{'avg@' + str(n):>9}{'95% CI':>17}{'pass@' + str(n):>9}"
+            f"{'length':>9}{'trunc':>7}{'epist.':>8}")
     lines = [head, "-" * len(head)]
     for name, s in summaries.items():
         if "accuracy" not in s:
@@ -153,7 +157,8 @@ def format_table(summaries: dict, n: int) -> str:
         lo, hi = s["accuracy_ci95"]
         lines.append(
             f"{name:<14}{s['problems']:>9}{100 * s['accuracy']:>8.1f}%{f'[{100 * lo:.1f}, {100 * hi:.1f}]':>17}"
-            f"{100 * s.get(f'pass@{n}', s['accuracy']):>8.1f}%{s['response_length']:>9.0f}{100 * s['truncation_rate']:>6.0f}%"
+            f"{100 * s.get(f'pass@{n}', s['accuracy']):>8.1f}%{s['response_length']:>9.0f}"
+            f"{100 * s['truncation_rate']:>6.0f}%"
             f"{s['epistemic']:>8.2f}"
         )
         if s.get("excluded_problems"):

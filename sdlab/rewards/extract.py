@@ -128,7 +128,8 @@ _TEXT_MACROS = (
 )
 _TEXT_RE = re.compile(r"\\(?:" + "|".join(_TEXT_MACROS) + r")\s*\{")
 _SIZE_RE = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?:l|r|m)?(?![A-Za-z])")
-_SPACING_RE = re.compile(r"\\(?:,|!|;|:|>| |quad(?![A-Za-z])|qquad(?![A-Za-z])|displaystyle(?![A-Za-z])|limits(?![A-Za-z]))")
+_SPACING_RE = re.compile(r"\\(?:,|!|;|:|>| |quad(?![A-Za-z])|qquad(?![A-Za-z])|displaystyle(?![A-Za-z])"
+                         r"|limits(?![A-Za-z]))")
 _DEGREE_RE = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\degree(?![A-Za-z])|°")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _NUMBER_RE = re.compile(r"([+-]?)(\d*)(?:\.(\d*))?")
