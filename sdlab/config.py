@@ -487,8 +487,8 @@ def _validate(c: Config) -> None:
     _check(a.grad_clip > 0, "actor.grad_clip", "must be > 0")
     _check(a.ppo_epochs >= 1, "actor.ppo_epochs", "must be >= 1")
     _check(a.micro_batch_size >= 1, "actor.micro_batch_size", "must be >= 1")
-    _check(a.max_tokens_per_micro_batch is None or a.max_tokens_per_micro_batch >= 1, "actor.max_tokens_per_micro_batch",
-           "must be >= 1 or null")
+    budget = a.max_tokens_per_micro_batch
+    _check(budget is None or budget >= 1, "actor.max_tokens_per_micro_batch", "must be >= 1 or null")
     _check(a.logits_chunk_size >= 1, "actor.logits_chunk_size", "must be >= 1")
     if a.ppo_mini_batch_size is not None:
         _check(a.ppo_mini_batch_size >= 1, "actor.ppo_mini_batch_size", "must be >= 1")

@@ -59,7 +59,8 @@ STUB = textwrap.dedent('''
         def __init__(self, **kw):
             self.__dict__.update(kw)
 ''')
-INPUTS = "class TokensPrompt(dict):\n    def __init__(self, prompt_token_ids):\n        super().__init__(prompt_token_ids=prompt_token_ids)\n"
+INPUTS = ("class TokensPrompt(dict):\n    def __init__(self, prompt_token_ids):\n"
+          "        super().__init__(prompt_token_ids=prompt_token_ids)\n")
 
 
 @pytest.fixture
@@ -137,7 +138,8 @@ SHARDED = textwrap.dedent('''
     ref = full.state_dict()
     ok = [n for n, t, dev in vllm.RECEIVED if torch.equal(t, ref[n]) and t.shape == ref[n].shape and dev == "cpu"]
     report = {"rank": dist.get_rank(), "executor": init.get("distributed_executor_backend"),
-              "tp": init.get("tensor_parallel_size"), "received": len(vllm.RECEIVED), "equal": len(ok), "entries": len(ref)}
+              "tp": init.get("tensor_parallel_size"), "received": len(vllm.RECEIVED), "equal": len(ok),
+              "entries": len(ref)}
     open(f"{sys.argv[2]}/rank-{dist.get_rank()}.json", "w").write(json.dumps(report))
 ''')
 
@@ -148,7 +150,8 @@ def test_sharded_model_sends_full_tensors_on_every_rank(stub, tiny_qwen3, tmp_pa
     script.write_text(SHARDED)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stub_dir), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(script),
                         str(tiny_qwen3), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     reports = [json.loads((tmp_path / f"rank-{k}.json").read_text()) for k in (0, 1)]

@@ -30,7 +30,7 @@ from ..algorithms.context import build_teacher_contexts
 from ..algorithms.logits import entropy, mass_on, token_logprobs
 from ..algorithms.teacher import Teacher
 from ..analysis.epistemic import count_epistemic, epistemic_token_ids
-from ..config import Config
+from ..config import Config, ConfigError
 from ..data.problems import DataError, DataSampler, Problem
 from ..data.prompts import PromptBuilder
 from ..data.sources import load_source
@@ -111,8 +111,10 @@ class Trainer:
         self.pad_id = self.tokenizer.pad_token_id
         self.packed = packing_enabled(cfg.actor.pack_sequences, model)
         sd = cfg.sdpo
-        self.teacher = (Teacher(sd.teacher.kind, model, sd.teacher.update_rate, module=self._frozen_copy(sd.teacher.kind))
-                        if cfg.algorithm == "sdpo" else None)
+        self.teacher = None
+        if cfg.algorithm == "sdpo":
+            self.teacher = Teacher(sd.teacher.kind, model, sd.teacher.update_rate,
+                                   module=self._frozen_copy(sd.teacher.kind))
         self.reference = Teacher("frozen", model, module=self._frozen_copy("frozen")) if cfg.actor.use_kl_loss else None
         a = cfg.actor
         optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=a.betas, weight_decay=a.weight_decay)
@@ -130,7 +132,8 @@ class Trainer:
         self.sampler = DataSampler(len(self.problems), seed=cfg.seed, shuffle=cfg.data.shuffle)
         self.mini = a.ppo_mini_batch_size or cfg.data.train_batch_size
         if self.mini % self.world:
-            raise ValueError(f"actor.ppo_mini_batch_size ({self.mini}) must be divisible by the number of processes ({self.world})")
+            raise ConfigError(f"actor.ppo_mini_batch_size ({self.mini}) must be divisible by the number of "
+                              f"processes ({self.world})")
         self.prompts = PromptBuilder.from_config(self.tokenizer, cfg)
         self.epistemic_ids = epistemic_token_ids(self.tokenizer)
         self.step_idx = 0
@@ -182,13 +185,15 @@ class Trainer:
             if cfg.eval.every and (self.step_idx % cfg.eval.every == 0 or self.step_idx == cfg.steps):
                 last.update(self.run_eval())
             self.metrics.log(self.step_idx, last)
-            if self.step_idx == cfg.steps or (cfg.checkpoint.save_every and self.step_idx % cfg.checkpoint.save_every == 0):
+            every = cfg.checkpoint.save_every
+            if self.step_idx == cfg.steps or (every and self.step_idx % every == 0):
                 self.save_checkpoint()
             if on_step is not None:
                 on_step(self.step_idx)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(reward=f"{last.get('reward/mean', 0):.3f}", len=f"{last.get('response_length/mean', 0):.0f}")
+                bar.set_postfix(reward=f"{last.get('reward/mean', 0):.3f}",
+                                len=f"{last.get('response_length/mean', 0):.0f}")
         if bar is not None:
             bar.close()
         if cfg.checkpoint.save_final_model:
@@ -217,7 +222,8 @@ class Trainer:
         """Every process takes part (sharded state, gathered HF export)."""
         self.accelerator.wait_for_everyone()
         ckpt.save_checkpoint(
-            self.out / "checkpoints", self.step_idx, model=self.model, tokenizer=self.tokenizer, optimizer=self.optimizer,
+            self.out / "checkpoints", self.step_idx, model=self.model, tokenizer=self.tokenizer,
+            optimizer=self.optimizer,
             state={"sampler": self.sampler.state_dict(), "lr": self.lr_at(self.step_idx)},
             teacher=self.teacher.state_module if self.teacher else None, keep_last=self.cfg.checkpoint.keep_last,
         )
@@ -274,7 +280,8 @@ class Trainer:
         self._prompts_cut = cut / max(1, len(local))
         r = cfg.rollout
         with self._compute():
-            out = self.backend.generate(prompts, seeds, SamplingParams(r.temperature, r.top_p, r.top_k, r.max_new_tokens))
+            params = SamplingParams(r.temperature, r.top_p, r.top_k, r.max_new_tokens)
+            out = self.backend.generate(prompts, seeds, params)
         return Rollouts(
             problems=[o[1] for o in owners],
             prompt_ids=prompts,
