@@ -458,7 +458,8 @@ def test_sigterm_stops_the_sweep_and_its_runs(tmp_path, tiny_qwen3):
                      axes={"seed": [0, 1, 2]}, name="s{seed}")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "sdlab.cli", "sweep", str(path), "--parallel", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
     out = tmp_path / "out"
     try:
         deadline = time.time() + 120
@@ -472,8 +473,9 @@ def test_sigterm_stops_the_sweep_and_its_runs(tmp_path, tiny_qwen3):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # never leave the sweep's training runs behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     log = proc.stdout.read()
     assert proc.returncode == 130, log
     states = {n: sw.read_status(out / n) for n in ("s0", "s1", "s2")}
