@@ -68,7 +68,10 @@ class DataConfig:
 @dataclass
 class RolloutConfig:
     backend: str = "hf"
-    """hf (transformers.generate) | vllm."""
+    """hf (the trainer's own model, in-process) | vllm."""
+    hf_engine: str = "loop"
+    """Decoding engine of backend hf: loop (sdlab's loop: finished rows leave the batch) | generate
+    (transformers.generate). Both return the same samples for the same seeds; loop is faster."""
     n: int = 8
     """Samples per prompt (the GRPO group size)."""
     temperature: float = 1.0
@@ -410,6 +413,7 @@ def _validate(c: Config) -> None:
     _check(c.data.max_prompt_length >= 1, "data.max_prompt_length", "must be >= 1")
     r = c.rollout
     _one_of(r.backend, ("hf", "vllm"), "rollout.backend")
+    _one_of(r.hf_engine, ("loop", "generate"), "rollout.hf_engine")
     _check(r.n >= 1, "rollout.n", "must be >= 1")
     _check(r.temperature > 0, "rollout.temperature", "must be > 0")
     _check(0 < r.top_p <= 1, "rollout.top_p", "must be in (0, 1]")

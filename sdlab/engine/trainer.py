@@ -83,7 +83,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=a.betas, weight_decay=a.weight_decay)
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.backend = make_backend(cfg.rollout.backend, self.accelerator.unwrap_model(self.model), self.tokenizer,
-                                    batch_size=cfg.rollout.generation_batch_size,
+                                    batch_size=cfg.rollout.generation_batch_size, hf_engine=cfg.rollout.hf_engine,
                                     gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization)
 
         self.problems = load_source(cfg.data.train, coverage=cfg.data.coverage, fields=cfg.data.fields,
