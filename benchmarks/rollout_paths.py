@@ -123,7 +123,12 @@ def main(argv=None) -> int:
                               "length_p10_p50_p90": [sorted(lengths)[int(q * (len(lengths) - 1))] for q in (0.1, 0.5, 0.9)],
                               "truncated": sum(x.truncated for x in out),
                               "same_samples_as_first_path": same, "load_1m": round(load, 2)}), flush=True)
-    summary = {"threads": args.threads, "rows": len(prompts), "max_new_tokens": params.max_new_tokens,
+    extra = {}
+    if "vllm" in backends:  # what a training step adds on top of generation: pushing the weights
+        t0 = time.perf_counter()
+        backends["vllm"].update_weights(model)
+        extra["vllm_update_weights_s"] = round(time.perf_counter() - t0, 2)
+    summary = {**extra, "threads": args.threads, "rows": len(prompts), "max_new_tokens": params.max_new_tokens,
                "model_parameters": n_params, "load_1m_end": round(os.getloadavg()[0], 2)}
     for path in paths:
         med = statistics.median(times[path])

