@@ -1,6 +1,6 @@
 """Wall time of one GRPO step, sdlab vs TRL 1.16.0 `GRPOTrainer`, side by side in one process.
 
-    python benchmarks/step_vs_trl.py --workload reasoning [--steps 2] [--threads 2]
+    python benchmarks/step_vs_trl.py --workload reasoning [--steps 1] [--threads 2]
     python benchmarks/step_vs_trl.py --workload toy [--steps 5]
 
 Workloads (both trainers get the same model files, prompts, sampling settings and reward):
@@ -23,6 +23,10 @@ the medians of the step and of its generate / update split:
   weight sync) from the metrics each step returns;
 - TRL: time inside `model.generate` (generate), inside `_generate_and_score_completions` minus
   generate (reward, padding, bookkeeping: `other`), and the rest of the step (update).
+
+Run time, reasoning: transformers.generate took 329 s for one step's rollouts on an idle 2-core machine
+(rollout_paths.py), so each TRL step is several minutes and the default is one timed step per
+trainer; use `--steps 3` on a quiet machine for medians (roughly three times as long).
 
 The last line printed is one JSON object with at least `sdlab_step_s`, `trl_step_s` and
 `trl_over_sdlab` (medians). `--sdlab-engine generate` runs sdlab with `transformers.generate`
@@ -50,7 +54,7 @@ SAMPLES = 8
 
 WORKLOADS = {
     "reasoning": dict(hidden=256, layers=4, heads=4, kv_heads=2, intermediate=1536, vocab=16384, max_new_tokens=1024,
-                      prompt_chars=(24, 150), steps=2, warmup=0, eos_bias=None),
+                      prompt_chars=(24, 150), steps=1, warmup=0, eos_bias=None),
     "toy": dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=256, vocab=0, max_new_tokens=64,
                 prompt_chars=None, steps=5, warmup=1, eos_bias=None),
 }
@@ -231,7 +235,7 @@ def _median(rows: list[dict], key: str):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workload", choices=sorted(WORKLOADS), default="reasoning")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per trainer (default: 2 reasoning, 5 toy)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per trainer (default: 1 reasoning, 5 toy)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps per trainer first (default: 0 reasoning, 1 toy)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
