@@ -31,6 +31,8 @@ DISTILLATION_MODES = ("topk", "full", "sampled_token")
 TEACHER_KINDS = ("frozen", "ema", "live")
 GRADERS = ("strict", "math_verify", "paper")
 ROLLOUT_BACKENDS = ("hf", "vllm")
+HF_ENGINES = ("loop", "generate")
+"""rollout.hf_engine: sdlab's decoding loop (finished rows leave the batch) or transformers.generate."""
 PARALLEL_STRATEGIES = ("none", "ddp", "fsdp")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -88,7 +90,10 @@ class DataConfig:
 @dataclass
 class RolloutConfig:
     backend: str = "hf"
-    """hf (transformers.generate) | vllm."""
+    """hf (the trainer's own model, in-process) | vllm."""
+    hf_engine: str = "loop"
+    """Decoding engine of backend hf: loop (sdlab's loop: finished rows leave the batch) | generate
+    (transformers.generate). Both return the same samples for the same seeds; loop is faster."""
     n: int = 8
     """Samples per prompt (the GRPO group size)."""
     temperature: float = 1.0
@@ -468,6 +473,7 @@ def _validate(c: Config) -> None:
     _check(c.data.max_prompt_length >= 1, "data.max_prompt_length", "must be >= 1")
     r = c.rollout
     _one_of(r.backend, ROLLOUT_BACKENDS, "rollout.backend")
+    _one_of(r.hf_engine, HF_ENGINES, "rollout.hf_engine")
     _check(r.n >= 1, "rollout.n", "must be >= 1")
     if r.n == 1 and (c.algorithm == "grpo" or c.sdpo.distillation_weight < 1):
         raise ConfigError("rollout.n=1: a group of one sample has a group-relative advantage of 0, so GRPO would train "

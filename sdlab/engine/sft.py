@@ -81,6 +81,7 @@ def _run_sft(cfg: Config, *, traces_only: bool, from_traces: str | None) -> dict
     backend = None
     if not (traces_only and from_traces) and (from_traces is None or cfg.eval.benchmarks):
         backend = make_backend(cfg.rollout.backend, model, tokenizer, batch_size=cfg.rollout.generation_batch_size,
+                               hf_engine=cfg.rollout.hf_engine,
                                gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization)
     try:
         if from_traces:

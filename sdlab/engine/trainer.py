@@ -123,7 +123,7 @@ class Trainer:
         else:
             self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.backend = make_backend(cfg.rollout.backend, self.accelerator.unwrap_model(self.model), self.tokenizer,
-                                    batch_size=cfg.rollout.generation_batch_size,
+                                    batch_size=cfg.rollout.generation_batch_size, hf_engine=cfg.rollout.hf_engine,
                                     synced=self.sharded and self.world > 1,
                                     gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
                                     max_model_len=cfg.data.max_prompt_length + cfg.rollout.max_new_tokens,

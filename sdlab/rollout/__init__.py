@@ -1,18 +1,19 @@
-"""Rollout backends: `hf` (transformers.generate) and `vllm`."""
+"""Rollout backends: `hf` (the trainer's HF model: sdlab's decoding loop or transformers.generate) and `vllm`."""
 
 from .base import Rollout, RolloutBackend, SamplingParams, context_slot, problem_seed, sample_seed, stream_key
 
 
-def make_backend(name: str, model, tokenizer, *, batch_size: int = 64, synced: bool = False,
+def make_backend(name: str, model, tokenizer, *, batch_size: int = 64, hf_engine: str = "loop", synced: bool = False,
                  gpu_memory_utilization: float = 0.3, max_model_len: int | None = None, seed: int = 0,
                  dtype=None) -> RolloutBackend:
-    """synced: the model is sharded over processes (FSDP), so every process must run the same number
-    of forward passes whatever its prompts: the HF backend keeps stepping until all are done.
-    dtype: the compute dtype for vLLM's own copy of the weights (default: the model's)."""
+    """hf_engine: sdlab's decoding loop (`loop`) or `transformers.generate`. synced: the model is
+    sharded over processes (FSDP), so every process must run the same number of forward passes
+    whatever its prompts: the HF backend keeps stepping until all are done. dtype: the compute
+    dtype for vLLM's own copy of the weights (default: the model's)."""
     if name == "hf":
         from .hf import HFRolloutBackend
 
-        return HFRolloutBackend(model, tokenizer, batch_size=batch_size, synced=synced)
+        return HFRolloutBackend(model, tokenizer, batch_size=batch_size, engine=hf_engine, synced=synced)
     if name == "vllm":
         from .vllm import VLLMRolloutBackend
 

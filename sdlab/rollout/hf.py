@@ -1,9 +1,15 @@
-"""Rollout backend on `transformers.generate`.
+"""Rollout backend on the trainer's own Hugging Face model, with one of two decoding engines.
 
-Sampling is done by a logits processor that draws each row's token with the counter-based
-sampler (see sampling.py) and masks every other token, so `generate` runs in greedy mode and
-never touches the global random stream. Everything else — KV cache, left padding, EOS stopping,
-any architecture `generate` supports — is transformers' own.
+- `engine="loop"` (the default): sdlab's decoding loop (decode.py), which drops finished rows
+  from the batch and avoids per-step copies of the KV cache.
+- `engine="generate"`: `transformers.generate`. Sampling is done by a logits processor that draws
+  each row's token with the counter-based sampler (see sampling.py) and masks every other token,
+  so `generate` runs in greedy mode and never touches the global random stream. Everything else
+  — KV cache, left padding, EOS stopping, any architecture `generate` supports — is
+  transformers' own.
+
+Both draw every token from the same (seed, position) counter with the same sampler, so they
+return the same samples (tests/test_rollout_loop.py).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Sequence
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
+from ..config import HF_ENGINES
 from .base import Rollout, SamplingParams
 from .sampling import sample_tokens
 
@@ -53,10 +60,16 @@ def eos_ids(tokenizer, model=None) -> list[int]:
 class HFRolloutBackend:
     """Generates with the trainer's own model object (so weights never need syncing)."""
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 64, synced: bool = False):
+    def __init__(self, model, tokenizer, *, batch_size: int = 64, engine: str = "loop", synced: bool = False):
+        """synced: the model is sharded over processes (FSDP2), so each forward pass is a collective:
+        every process keeps stepping until all are done (a process with nothing left to generate
+        feeds padding)."""
+        if engine not in HF_ENGINES:
+            raise ValueError(f"rollout.hf_engine: unknown engine {engine!r} ({' | '.join(HF_ENGINES)})")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.engine = engine
         self.synced = synced
         self.eos = eos_ids(tokenizer, model)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
@@ -74,6 +87,10 @@ class HFRolloutBackend:
         return out
 
     def _generate(self, prompts, seeds, params: SamplingParams) -> list[Rollout]:
+        if self.engine == "loop":
+            from .decode import decode
+
+            return decode(self.model, prompts, seeds, params, eos=self.eos, pad=self.pad, synced=self.synced)
         model = self.model
         device = next(model.parameters()).device
         width = max(len(p) for p in prompts)

