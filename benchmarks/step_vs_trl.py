@@ -141,6 +141,7 @@ def make_sdlab(model_dir: Path, data: Path, out: Path, w: dict, args):
         "rollout.temperature=1.0", "actor.lr=1.0e-6", f"actor.micro_batch_size={args.micro_batch}", "steps=1000",
         "logging.progress=false", "checkpoint.save_final_model=false", "data.prompt_template=plain",
         f"rollout.hf_engine={args.sdlab_engine}", f"model.cpu_threads={args.threads}",
+        *([f"actor.max_tokens_per_micro_batch={args.sdlab_max_tokens}"] if args.sdlab_max_tokens else []),
     ])
     return trainer_mod.Trainer(cfg)
 
@@ -242,6 +243,8 @@ def main(argv=None) -> int:
     p.add_argument("--micro-batch", type=int, default=32, help="rows per forward/backward, both trainers")
     p.add_argument("--eos-bias", type=float, default=DEFAULT_EOS_BIAS, help="reasoning: EOS logit push (see build_model)")
     p.add_argument("--sdlab-engine", choices=["loop", "generate"], default="loop", help="sdlab's rollout.hf_engine")
+    p.add_argument("--sdlab-max-tokens", type=int, default=None,
+                   help="sdlab's actor.max_tokens_per_micro_batch (rows grouped by length; default: fixed --micro-batch rows)")
     p.add_argument("--trl-continuous-batching", action="store_true",
                    help="TRL with use_transformers_continuous_batching=True instead of its default generate")
     p.add_argument("--schedule", choices=["interleaved", "sequential"], default="interleaved")
@@ -303,7 +306,7 @@ def main(argv=None) -> int:
     result = {
         "workload": args.workload, "model_parameters": n_params, "prompts": PROMPTS, "samples_per_prompt": SAMPLES,
         "max_new_tokens": w["max_new_tokens"], "threads": args.threads, "device": args.device,
-        "micro_batch": args.micro_batch, "sdlab_engine": args.sdlab_engine,
+        "micro_batch": args.micro_batch, "sdlab_engine": args.sdlab_engine, "sdlab_max_tokens": args.sdlab_max_tokens,
         "trl_generation": "continuous_batching" if args.trl_continuous_batching else "generate",
         "schedule": args.schedule, "steps": steps, "warmup": warmup,
         "loadavg_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
