@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 from .errors import DataError
 
-__all__ = ["read_lines", "read_text", "write_jsonl", "write_text_atomic"]
+__all__ = ["read_jsonl", "read_lines", "read_text", "write_jsonl", "write_text_atomic"]
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -49,3 +49,15 @@ def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
 def read_text(path: str | Path) -> str:
     """A whole UTF-8 text file (see read_lines for the error)."""
     return "".join(line for _, line in read_lines(path))
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed JSON value) per non-blank line; a line that is not JSON is a DataError
+    naming the file, line and column."""
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None

@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def tiny_llama(tmp_path_factory):
     from sdlab.testing import tiny_model_dir
 
     return tiny_model_dir(tmp_path_factory.mktemp("models") / "tiny-llama", arch="llama")
+
+
+PROBLEMS = [
+    {"id": f"p{i}", "problem": f"What is {a}+{b}?", "answer": str(a + b), "solution": f"{a}+{b}={a + b}"}
+    for i, (a, b) in enumerate([(1, 1), (2, 3), (4, 4), (1, 5), (3, 3), (2, 2), (0, 7), (6, 1)])
+]
+"""Eight one-line addition problems: the training data of the engine's tests."""
+
+
+@pytest.fixture
+def toy_data(tmp_path):
+    path = tmp_path / "toy.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 from sdlab.engine.metrics import read_metrics
 
-from .test_trainer import PROBLEMS
+from .conftest import PROBLEMS
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 ONE = [sys.executable, "-m", "sdlab.cli", "train"]

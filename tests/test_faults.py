@@ -22,14 +22,10 @@ from sdlab.cli import main
 from sdlab.engine.metrics import read_metrics
 from sdlab.engine.runs import LOCK, RunLock
 
-from .test_trainer import PROBLEMS
-
 
 @pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "toy.jsonl"
-    path.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
-    return path
+def data(toy_data):
+    return toy_data
 
 
 def base(model, data, out, *extra):

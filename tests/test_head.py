@@ -5,8 +5,6 @@ applied; no (tokens x vocabulary) logits tensor is ever formed; micro-batch plan
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -45,14 +43,6 @@ def assert_same_grads(a, b, atol=1e-10):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol, msg=k)
-
-
-@pytest.fixture
-def toy_data(tmp_path):
-    path = tmp_path / "toy.jsonl"
-    path.write_text("".join(json.dumps({"id": f"p{i}", "problem": f"{i}+1?", "answer": str(i + 1)}) + "\n"
-                            for i in range(4)))
-    return path
 
 
 def make_trainer(model, data, tmp_path, *overrides) -> Trainer:

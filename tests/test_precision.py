@@ -5,7 +5,6 @@ the same update as fixed micro-batches."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pytest
@@ -14,14 +13,6 @@ import torch
 from sdlab.config import load_config
 from sdlab.engine import trainer as trainer_mod
 from sdlab.engine.trainer import Trainer
-
-
-@pytest.fixture
-def toy_data(tmp_path):
-    path = tmp_path / "toy.jsonl"
-    path.write_text("".join(json.dumps({"id": f"p{i}", "problem": f"What is {i}+1?", "answer": str(i + 1)}) + "\n"
-                            for i in range(8)))
-    return path
 
 
 @pytest.fixture

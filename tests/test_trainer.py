@@ -17,18 +17,6 @@ from sdlab.config import CONTEXT_LEVELS, load_config
 from sdlab.engine import trainer as trainer_mod
 from sdlab.engine.metrics import read_metrics
 
-PROBLEMS = [
-    {"id": f"p{i}", "problem": f"What is {a}+{b}?", "answer": str(a + b), "solution": f"{a}+{b}={a + b}"}
-    for i, (a, b) in enumerate([(1, 1), (2, 3), (4, 4), (1, 5), (3, 3), (2, 2), (0, 7), (6, 1)])
-]
-
-
-@pytest.fixture
-def toy_data(tmp_path):
-    path = tmp_path / "toy.jsonl"
-    path.write_text("".join(json.dumps(p) + "\n" for p in PROBLEMS))
-    return path
-
 
 def make_cfg(model, data, out, *overrides):
     return load_config(None, [

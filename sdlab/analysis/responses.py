@@ -15,7 +15,6 @@ bootstrap 95% interval over problems (paired when both files hold the same probl
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.problems import DataError
-from ..io import read_lines
+from ..io import read_jsonl
 from .epistemic import EPISTEMIC_WORDS, MODES, count_epistemic
 from .stats import cluster_bootstrap_diff
 
@@ -90,14 +89,8 @@ def read_responses(path: str | Path) -> ResponseSet:
     if not p.is_file():
         raise FileNotFoundError(f"responses file not found: {p}")
     rs = ResponseSet(path=str(p))
-    for lineno, line in read_lines(p):
-        if not line.strip():
-            continue
+    for lineno, rec in read_jsonl(p):
         where = f"{p}:{lineno}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
         if not isinstance(rec, dict):
             raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
         key = _problem_key(rec)

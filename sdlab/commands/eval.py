@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import GRADERS, ROLLOUT_BACKENDS
+from ..config import ROLLOUT_BACKENDS
+from .options import add_prompt_options, add_sampling_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,21 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmarks", required=True,
                    help="comma-separated: aime24,aime25,amc23,math500,gsm8k,dapo_math, a .jsonl/.parquet path, "
                         "organism:ood ...")
-    p.add_argument("--n", type=int, default=1, help="samples per problem (avg@n, pass@k for k<=n)")
-    p.add_argument("--temperature", type=float, default=0.6)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, default=1024)
-    p.add_argument("--grader", default="math_verify", choices=GRADERS)
-    p.add_argument("--timeout", type=float, default=5.0, help="grader deadline per answer (seconds)")
+    add_sampling_options(p, n=1, n_help="samples per problem (avg@n, pass@k for k<=n)")
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
-    p.add_argument("--prompt-template", default="boxed", help="boxed | plain | a string with {problem}")
-    p.add_argument("--system-prompt", default=None)
+    add_prompt_options(p)
     p.add_argument("--max-prompt-length", type=int, default=None,
                    help="keep the last N prompt tokens, as the trainer's data.max_prompt_length (default: no cut)")
-    thinking = p.add_mutually_exclusive_group()
-    thinking.add_argument("--enable-thinking", dest="enable_thinking", action="store_true", default=None)
-    thinking.add_argument("--no-thinking", dest="enable_thinking", action="store_false")
     p.add_argument("--backend", default="hf", choices=ROLLOUT_BACKENDS)
     p.add_argument("--batch-size", type=int, default=64, help="prompts per generate call (hf backend)")
     p.add_argument("--device", default="auto")

@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import CONTEXT_LEVELS, GRADERS
+from ..config import CONTEXT_LEVELS
+from .options import add_prompt_options, add_sampling_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,13 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--contexts", default="none,demo,demo_answer,answer",
                    help=f"comma-separated context levels: {', '.join(CONTEXT_LEVELS)}")
     p.add_argument("--limit", type=int, default=None, help="first N problems")
-    p.add_argument("--n", type=int, default=8, help="responses per problem, unguided and per context level")
-    p.add_argument("--temperature", type=float, default=0.6)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, default=1024)
-    p.add_argument("--grader", default="math_verify", choices=GRADERS)
-    p.add_argument("--timeout", type=float, default=5.0, help="grader deadline per answer (seconds)")
+    add_sampling_options(p, n=8, n_help="responses per problem, unguided and per context level")
     p.add_argument("--reveal-answer-in-feedback", action="store_true",
                    help="the feedback context may state the gold answer")
     p.add_argument("--solve-range", default=None, metavar="LO-HI",
@@ -37,11 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--templates", default=None, help="YAML file {level: template} overriding the teacher templates")
     p.add_argument("--max-context-tokens", type=int, default=None,
                    help="cap the context prompt (keeps its last tokens, as the trainer's reprompt_truncation=left)")
-    p.add_argument("--prompt-template", default="boxed", help="boxed | plain | a string with {problem}")
-    p.add_argument("--system-prompt", default=None)
-    thinking = p.add_mutually_exclusive_group()
-    thinking.add_argument("--enable-thinking", dest="enable_thinking", action="store_true", default=None)
-    thinking.add_argument("--no-thinking", dest="enable_thinking", action="store_false")
+    add_prompt_options(p)
     p.add_argument("--score-temperature", type=float, default=1.0,
                    help="temperature of the scored distribution p (1 = the model itself)")
     p.add_argument("--batch-size", type=int, default=64, help="prompts per generate call")

@@ -16,7 +16,7 @@ import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ __all__ = [
 
 
 from ..errors import DataError  # noqa: E402  (defined with the other user errors)
-from ..io import read_lines, read_text  # noqa: E402
+from ..io import read_jsonl, read_text  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -257,16 +257,6 @@ def problems_from_records(
 # --------------------------------------------------------------------------- loaders
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    for lineno, line in read_lines(path):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-
-
 def _check_file(path: str | Path) -> Path:
     p = Path(path)
     if not p.is_file():
@@ -278,7 +268,7 @@ def load_jsonl(path: str | Path, fields: FieldMap | None = None, *, default_sour
                dedupe: bool = False, limit: int | None = None) -> list[Problem]:
     """One JSON object per line (blank lines are skipped; line numbers stay those of the file)."""
     p = _check_file(path)
-    return problems_from_records(_iter_jsonl(p), fields, origin=str(p), stem=p.stem, unit="line",
+    return problems_from_records(read_jsonl(p), fields, origin=str(p), stem=p.stem, unit="line",
                                  default_source=default_source, dedupe=dedupe, limit=limit)
 
 

@@ -44,13 +44,16 @@ class RunFolderError(ConfigError):
     """The output folder cannot be used for this run; the message says why and what to do."""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with this pid exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    except OSError:
+        return False
     return True
 
 
@@ -101,7 +104,7 @@ class RunLock:
 
     @staticmethod
     def _stale(holder: dict) -> bool:
-        return holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1)))
+        return holder.get("host") == socket.gethostname() and not pid_alive(int(holder.get("pid", -1)))
 
     def release(self) -> None:
         if self.held:

@@ -20,7 +20,6 @@ guidance, keep the correct ones, fine-tune on them with a plain causal-LM loss (
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,7 +36,7 @@ from ..data.prompts import PromptBuilder
 from ..data.sources import load_source
 from ..evaluation.runner import EvalSettings, evaluate_benchmarks, load_eval_sets
 from ..evaluation.sampling import Job, generate_graded, group_by_problem, parse_solve_range, select_problems
-from ..io import read_lines, write_jsonl
+from ..io import read_jsonl, write_jsonl
 from ..models import load_model_and_tokenizer, resolve_device, resolve_precision, save_model
 from ..rollout import SamplingParams, context_slot, make_backend, problem_seed
 from .batch import pack, packing_enabled, plan_micro_batches
@@ -184,13 +183,7 @@ def read_traces(path: str | Path, tokenizer, prompts: PromptBuilder) -> list[Tra
         raise FileNotFoundError(f"traces file not found: {p}")
     traces = []
     eos = tokenizer.eos_token_id
-    for lineno, line in read_lines(p):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{p}:{lineno}: invalid JSON ({e.msg})") from None
+    for lineno, row in read_jsonl(p):
         if not isinstance(row, dict):
             raise DataError(f"{p}:{lineno}: expected a JSON object")
         if row.get("correct") is False:

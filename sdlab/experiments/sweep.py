@@ -53,6 +53,7 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from ..config import Config, ConfigError, config_from_dict, flatten, merge_overrides
+from ..engine.runs import pid_alive
 
 __all__ = [
     "Axis",
@@ -408,18 +409,6 @@ def has_checkpoint(run_dir: Path) -> bool:
     return bool(complete_checkpoints(root))  # (resuming verifies it, and falls back to an older one)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
-
-
 @dataclass
 class Plan:
     run: RunSpec
@@ -440,7 +429,7 @@ def plan(runs: list[RunSpec]) -> list[Plan]:
             note = "config changed since it finished; delete the folder to run it again" if changed else ""
             out.append(Plan(r, "skip", st, note))
         elif (state == "running" and st.get("host") == socket.gethostname() and st.get("sweep_pid")
-              and st["sweep_pid"] != os.getpid() and _pid_alive(int(st["sweep_pid"]))):
+              and st["sweep_pid"] != os.getpid() and pid_alive(int(st["sweep_pid"]))):
             out.append(Plan(r, "busy", st, f"being run by sweep process {st['sweep_pid']}"))
         elif state in ("running", "failed") and has_checkpoint(r.dir):
             if changed:

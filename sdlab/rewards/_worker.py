@@ -37,7 +37,8 @@ MIN_HEADROOM = 512 * 1024**2
 _FUNCS: dict = {}
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """One line (at most 300 characters) naming an exception, even one whose str() fails."""
     try:
         text = str(exc)
     except Exception:  # str() of a huge object can itself fail
@@ -128,17 +129,17 @@ def main(cfg: dict, rin=None) -> None:
             try:
                 importlib.import_module(name)
             except BaseException as exc:
-                raise RuntimeError(f"cannot import {name} ({_describe(exc)})") from exc
+                raise RuntimeError(f"cannot import {name} ({describe(exc)})") from exc
         check = cfg.get("startup_check")
         if check:
             try:
                 resolve(check)()
             except BaseException as exc:
-                raise RuntimeError(f"start-up check {check} failed ({_describe(exc)})") from exc
+                raise RuntimeError(f"start-up check {check} failed ({describe(exc)})") from exc
         try:
             _apply_limits(cfg.get("memory_limit"), cfg.get("max_str_digits"))
         except BaseException as exc:
-            raise RuntimeError(f"cannot set resource limits ({_describe(exc)})") from exc
+            raise RuntimeError(f"cannot set resource limits ({describe(exc)})") from exc
     except BaseException as exc:
         _send(out, {"fatal": str(exc)[:1000]})
         return
@@ -159,7 +160,7 @@ def main(cfg: dict, rin=None) -> None:
         except MemoryError:
             reply = json.dumps({"id": task_id, "err": "MemoryError", "type": "MemoryError"}).encode("ascii")
         except BaseException as exc:  # noqa: BLE001 - report everything, keep serving
-            reply = json.dumps({"id": task_id, "err": _describe(exc), "type": type(exc).__name__}).encode("ascii")
+            reply = json.dumps({"id": task_id, "err": describe(exc), "type": type(exc).__name__}).encode("ascii")
         try:
             out.write(reply + b"\n")
             out.flush()

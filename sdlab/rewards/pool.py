@@ -61,6 +61,8 @@ from concurrent.futures import Future
 from concurrent.futures import wait as _futures_wait
 from typing import Any, Callable, Sequence
 
+from ._worker import describe as _describe
+
 __all__ = [
     "VerifierPool",
     "PoolError",
@@ -155,15 +157,6 @@ def default_spares() -> int:
         return max(0, int(os.environ.get("SDLAB_REWARD_SPARES", "1")))
     except ValueError:
         return 1
-
-
-def _describe(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-    except Exception:  # str() of a huge object can itself fail
-        text = ""
-    msg = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return msg[:300]
 
 
 def function_ref(fn: Callable) -> tuple[str, list, dict]:
