@@ -20,6 +20,8 @@ forward returns (`sdlab.engine.head`). Frozen modules are resharded explicitly a
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.distributed as dist
 
@@ -100,6 +102,31 @@ def local(t: torch.Tensor) -> torch.Tensor:
     from torch.distributed.tensor import DTensor
 
     return t.to_local() if isinstance(t, DTensor) else t
+
+
+@contextlib.contextmanager
+def gathered(model):
+    """Every FSDP unit's full parameters gathered once for the block, and kept until it ends.
+
+    For generation with the model itself: otherwise each decoding step would all-gather every
+    layer again (one collective per layer per token) and every rank would have to step in lockstep.
+    Inside the block forwards run without any collective. Afterwards the parameters are resharded
+    and each unit's reshard-after-forward setting is restored (the root keeps its own)."""
+    if not is_sharded(model):
+        yield
+        return
+    from torch.distributed.fsdp import FSDPModule
+
+    units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    for m in units:
+        m.set_reshard_after_forward(False, recurse=False)
+        m.unshard()
+    try:
+        yield
+    finally:
+        for m in units:
+            m.reshard()
+            m.set_reshard_after_forward(m is not model, recurse=False)
 
 
 def reshard(model) -> None:

@@ -124,7 +124,6 @@ class Trainer:
             self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.backend = make_backend(cfg.rollout.backend, self.accelerator.unwrap_model(self.model), self.tokenizer,
                                     batch_size=cfg.rollout.generation_batch_size, hf_engine=cfg.rollout.hf_engine,
-                                    synced=self.sharded and self.world > 1,
                                     gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
                                     max_model_len=cfg.data.max_prompt_length + cfg.rollout.max_new_tokens,
                                     seed=cfg.seed, dtype=self.precision.compute)
@@ -158,6 +157,17 @@ class Trainer:
         """The context of every forward pass: autocast for mixed precision, except under FSDP2,
         whose mixed-precision policy casts the gathered parameters itself."""
         return contextlib.nullcontext() if self.sharded else self.precision.autocast(self.accelerator.device)
+
+    @contextlib.contextmanager
+    def _generating(self):
+        """The context of generation: as `_compute`, and with the HF backend on a sharded model the
+        full parameters gathered once for the whole generate call (not per layer per token)."""
+        with self._compute():
+            if self.sharded and self.cfg.rollout.backend == "hf":
+                with parallel.gathered(self.model):
+                    yield
+            else:
+                yield
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -279,7 +289,7 @@ class Trainer:
                         cfg.data.max_prompt_length, cfg.data.max_prompt_length, cut)
         self._prompts_cut = cut / max(1, len(local))
         r = cfg.rollout
-        with self._compute():
+        with self._generating():
             params = SamplingParams(r.temperature, r.top_p, r.top_k, r.max_new_tokens)
             out = self.backend.generate(prompts, seeds, params)
         return Rollouts(
@@ -544,7 +554,7 @@ class Trainer:
         main = self.accelerator.is_main_process
         samples_dir = self.out / "eval" / f"step-{self.step_idx}" if self.cfg.eval.save_samples and main else None
         shard = Shard(self.rank, self.world, parallel.gather_objects) if self.world > 1 else None
-        with self._compute():
+        with self._generating():
             out = evaluate_benchmarks(self.backend, self.tokenizer, self._eval_sets, EvalSettings.from_config(self.cfg),
                                       prompts=self.prompts, samples_dir=samples_dir, shard=shard)
         self.accelerator.wait_for_everyone()

@@ -3,17 +3,16 @@
 from .base import Rollout, RolloutBackend, SamplingParams, context_slot, problem_seed, sample_seed, stream_key
 
 
-def make_backend(name: str, model, tokenizer, *, batch_size: int = 64, hf_engine: str = "loop", synced: bool = False,
+def make_backend(name: str, model, tokenizer, *, batch_size: int = 64, hf_engine: str = "loop",
                  gpu_memory_utilization: float = 0.3, max_model_len: int | None = None, seed: int = 0,
                  dtype=None) -> RolloutBackend:
-    """hf_engine: sdlab's decoding loop (`loop`) or `transformers.generate`. synced: the model is
-    sharded over processes (FSDP), so every process must run the same number of forward passes
-    whatever its prompts: the HF backend keeps stepping until all are done. dtype: the compute
-    dtype for vLLM's own copy of the weights (default: the model's)."""
+    """hf_engine: sdlab's decoding loop (`loop`) or `transformers.generate`. dtype: the compute dtype
+    for vLLM's own copy of the weights (default: the model's). (A sharded model generates with its
+    parameters gathered once, see `sdlab.engine.parallel.gathered`.)"""
     if name == "hf":
         from .hf import HFRolloutBackend
 
-        return HFRolloutBackend(model, tokenizer, batch_size=batch_size, engine=hf_engine, synced=synced)
+        return HFRolloutBackend(model, tokenizer, batch_size=batch_size, engine=hf_engine)
     if name == "vllm":
         from .vllm import VLLMRolloutBackend
 

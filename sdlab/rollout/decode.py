@@ -138,15 +138,6 @@ def _make_cache(model, chunked: bool) -> DynamicCache:
 
 
 @torch.no_grad()
-def _any_alive(alive: torch.Tensor, synced: bool) -> bool:
-    """Whether any row is still generating — on any process when synced."""
-    flag = alive.any()
-    if synced:
-        flag = flag.to(torch.int64)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-    return bool(flag)
-
-
 def decode(
     model,
     prompts: Sequence[list[int]],
@@ -159,7 +150,6 @@ def decode(
     chunked_cache: bool = True,
     gqa_attention: bool = True,
     shared_prefill: bool = True,
-    synced: bool = False,
 ) -> list[Rollout]:
     """Sample one response per prompt; row i uses seeds[i]. See the module docstring.
 
@@ -167,8 +157,6 @@ def decode(
     of it (0 = as soon as any row ends). Removing copies the KV cache, so waiting a little trades
     some dead-row compute for fewer copies; the result does not depend on it. chunked_cache,
     gqa_attention, shared_prefill: the other optimisations, on by default (off for ablations).
-    synced: the model is sharded over processes (FSDP2): every process runs forward passes until
-    all processes are done (one all-reduce per step), keeping at least one (finished) row to feed.
     """
     if len(prompts) != len(seeds):
         raise ValueError("decode: one seed per prompt is required")
@@ -234,15 +222,13 @@ def decode(
                     lengths[fin] = t + 1
                     ended[fin] = True
                     alive[live[done]] = False
-                if t + 1 == steps or not _any_alive(alive, synced):
+                if t + 1 == steps or not bool(alive.any()):
                     break
                 step_tokens = torch.full((len(rows),), pad, dtype=torch.long, device=device)
                 step_tokens[live] = tok  # finished rows are fed padding, as in generate
                 dead = len(rows) - int(alive.sum())
                 if dead and dead >= compact_fraction * len(rows):
                     keep = alive.nonzero().squeeze(1)
-                    if synced and len(keep) == 0:  # other processes still generate: keep one row to feed
-                        keep = keep.new_zeros(1)
                     cache.batch_select_indices(keep)
                     rows, alive, step_tokens, last_pos = rows[keep], alive[keep], step_tokens[keep], last_pos[keep]
                     if mask is not None:

@@ -60,17 +60,13 @@ def eos_ids(tokenizer, model=None) -> list[int]:
 class HFRolloutBackend:
     """Generates with the trainer's own model object (so weights never need syncing)."""
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 64, engine: str = "loop", synced: bool = False):
-        """synced: the model is sharded over processes (FSDP2), so each forward pass is a collective:
-        every process keeps stepping until all are done (a process with nothing left to generate
-        feeds padding)."""
+    def __init__(self, model, tokenizer, *, batch_size: int = 64, engine: str = "loop"):
         if engine not in HF_ENGINES:
             raise ValueError(f"rollout.hf_engine: unknown engine {engine!r} ({' | '.join(HF_ENGINES)})")
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.engine = engine
-        self.synced = synced
         self.eos = eos_ids(tokenizer, model)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
 
@@ -90,7 +86,7 @@ class HFRolloutBackend:
         if self.engine == "loop":
             from .decode import decode
 
-            return decode(self.model, prompts, seeds, params, eos=self.eos, pad=self.pad, synced=self.synced)
+            return decode(self.model, prompts, seeds, params, eos=self.eos, pad=self.pad)
         model = self.model
         device = next(model.parameters()).device
         width = max(len(p) for p in prompts)
@@ -114,7 +110,6 @@ class HFRolloutBackend:
                 attention_mask=attention.to(device),
                 generation_config=gen_config,
                 logits_processor=LogitsProcessorList([sampler]),
-                synced_gpus=self.synced,
             )
         finally:
             model.train(was_training)
