@@ -136,7 +136,12 @@ t = Trainer(load_config(None, sys.argv[1:]))
 def frac(m):
     return sum(local(p).numel() for p in m.parameters()) / sum(p.numel() for p in m.parameters())
 import os
-open(os.environ["SHARDS_OUT"] + f"/rank-{t.rank}.json", "w").write(json.dumps({"policy": frac(t.model), "teacher": frac(t.teacher.model)}))
+from sdlab.engine.parallel import gathered
+out = {"policy": frac(t.model), "teacher": frac(t.teacher.model)}
+with gathered(t.model):  # generation: the whole model at hand, no collective per forward
+    out["gathered"] = frac(t.model)
+out["after"] = frac(t.model)
+open(os.environ["SHARDS_OUT"] + f"/rank-{t.rank}.json", "w").write(json.dumps(out))
 '''  # noqa: E501 (the script's text is kept byte for byte)
 
 
@@ -150,6 +155,7 @@ def test_fsdp_shards_the_policy_and_the_teacher(tiny_qwen3, data, tmp_path):
     assert len(fracs) == 2
     for f in fracs:
         assert 0.4 < f["policy"] < 0.6 and 0.4 < f["teacher"] < 0.6, f
+        assert f["gathered"] == 1.0 and f["after"] == f["policy"], f
 
 
 def test_fsdp_sigkill_resume_matches_and_reshards_to_one_process(tiny_qwen3, data, tmp_path):
