@@ -118,9 +118,11 @@ def main(argv=None) -> int:
                     same = all(a.response_ids == b.response_ids and a.truncated == b.truncated
                                for a, b in zip(reference, out))
             print(json.dumps({"path": path, "repeat": r, "seconds": round(dt, 2), "tokens": sum(lengths),
-                              "tokens_per_s": round(sum(lengths) / dt, 1), "mean_length": round(sum(lengths) / len(out), 1),
+                              "tokens_per_s": round(sum(lengths) / dt, 1),
+                               "mean_length": round(sum(lengths) / len(out), 1),
                               "max_length": max(lengths),
-                              "length_p10_p50_p90": [sorted(lengths)[int(q * (len(lengths) - 1))] for q in (0.1, 0.5, 0.9)],
+                              "length_p10_p50_p90": [sorted(lengths)[int(q * (len(lengths) - 1))]
+                                                      for q in (0.1, 0.5, 0.9)],
                               "truncated": sum(x.truncated for x in out),
                               "same_samples_as_first_path": same, "load_1m": round(load, 2)}), flush=True)
     extra = {}
@@ -132,7 +134,8 @@ def main(argv=None) -> int:
                "model_parameters": n_params, "load_1m_end": round(os.getloadavg()[0], 2)}
     for path in paths:
         med = statistics.median(times[path])
-        summary[path] = {"median_s": round(med, 2), "tokens": tokens[path], "tokens_per_s": round(tokens[path] / med, 1),
+        summary[path] = {"median_s": round(med, 2), "tokens": tokens[path],
+                         "tokens_per_s": round(tokens[path] / med, 1),
                          "runs_s": [round(t, 2) for t in times[path]]}
     print(json.dumps(summary), flush=True)
     return 0

@@ -158,7 +158,8 @@ def sdlab_step(tr) -> dict:
 # ---------------------------------------------------------------- TRL
 
 
-def run_trl(model_dir: Path, problems: list[dict], out: Path, w: dict, args, steps: int, between_steps=None) -> list[dict]:
+def run_trl(model_dir: Path, problems: list[dict], out: Path, w: dict, args, steps: int,
+            between_steps=None) -> list[dict]:
     """TRL GRPOTrainer for `steps` optimizer steps; `between_steps(i)` runs after step i (untimed)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -237,14 +238,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workload", choices=sorted(WORKLOADS), default="reasoning")
     p.add_argument("--steps", type=int, default=None, help="timed steps per trainer (default: 1 reasoning, 5 toy)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps per trainer first (default: 0 reasoning, 1 toy)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed steps per trainer first (default: 0 reasoning, 1 toy)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--micro-batch", type=int, default=32, help="rows per forward/backward, both trainers")
-    p.add_argument("--eos-bias", type=float, default=DEFAULT_EOS_BIAS, help="reasoning: EOS logit push (see build_model)")
+    p.add_argument("--eos-bias", type=float, default=DEFAULT_EOS_BIAS,
+                   help="reasoning: EOS logit push (see build_model)")
     p.add_argument("--sdlab-engine", choices=["loop", "generate"], default="loop", help="sdlab's rollout.hf_engine")
     p.add_argument("--sdlab-max-tokens", type=int, default=None,
-                   help="sdlab's actor.max_tokens_per_micro_batch (rows grouped by length; default: fixed --micro-batch rows)")
+                   help="sdlab's actor.max_tokens_per_micro_batch (rows grouped by length; "
+                        "default: fixed --micro-batch rows)")
     p.add_argument("--trl-continuous-batching", action="store_true",
                    help="TRL with use_transformers_continuous_batching=True instead of its default generate")
     p.add_argument("--schedule", choices=["interleaved", "sequential"], default="interleaved")
@@ -294,7 +298,8 @@ def main(argv=None) -> int:
         sd_rows = [one_sdlab(f"step {i}") for i in range(steps)]
     if args.only != "sdlab":
         def between(i: int, record: dict) -> None:  # after TRL step i (1-based), outside its timed span
-            print(f"[step_vs_trl] trl {'warmup' if i <= warmup else 'step'} {i - 1 if i <= warmup else i - warmup - 1}: "
+            label = f"warmup {i - 1}" if i <= warmup else f"step {i - warmup - 1}"
+            print(f"[step_vs_trl] trl {label}: "
                   + json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in record.items()}), flush=True)
             if interleave and i > warmup:
                 sd_rows.append(one_sdlab(f"step {i - warmup - 1}"))
@@ -316,7 +321,8 @@ def main(argv=None) -> int:
         result.update({
             "sdlab_step_s": _median(sd_rows, "step"), "sdlab_generate_s": _median(sd_rows, "generate"),
             "sdlab_update_s": _median(sd_rows, "update"), "sdlab_reward_s": _median(sd_rows, "reward"),
-            "sdlab_mean_length": _median(sd_rows, "mean_length"), "sdlab_steps_s": [round(r["step"], 2) for r in sd_rows],
+            "sdlab_mean_length": _median(sd_rows, "mean_length"),
+            "sdlab_steps_s": [round(r["step"], 2) for r in sd_rows],
         })
     if trl_rows:
         result.update({

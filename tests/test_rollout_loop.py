@@ -48,7 +48,8 @@ def _assert_same(a, b, atol=ATOL):
         assert x.truncated == y.truncated
         assert len(x.logprobs) == len(x.response_ids) == len(y.logprobs)
         if x.logprobs:
-            assert torch.allclose(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=atol), (x.logprobs, y.logprobs)
+            assert torch.allclose(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=atol), \
+                (x.logprobs, y.logprobs)
 
 
 PARAMS = [
@@ -186,7 +187,8 @@ def test_trainer_runs_are_identical_with_either_engine(tiny_qwen3, tmp_path, mon
 
     monkeypatch.setattr(trainer_mod, "grade_many", grade_many)
     data = tmp_path / "toy.jsonl"
-    data.write_text("".join(json.dumps({"id": f"p{i}", "problem": "What is " + "1+" * i + "1?", "answer": str(i + 1)}) + "\n"
+    data.write_text("".join(json.dumps({"id": f"p{i}", "problem": "What is " + "1+" * i + "1?",
+                                        "answer": str(i + 1)}) + "\n"
                             for i in range(8)))
     runs = {}
     for engine in ("loop", "generate"):

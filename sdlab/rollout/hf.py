@@ -79,7 +79,8 @@ class HFRolloutBackend:
             raise ValueError("generate: one seed per prompt is required")
         out: list[Rollout] = []
         for start in range(0, len(prompts), self.batch_size):
-            out.extend(self._generate(prompts[start : start + self.batch_size], seeds[start : start + self.batch_size], params))
+            end = start + self.batch_size
+            out.extend(self._generate(prompts[start:end], seeds[start:end], params))
         return out
 
     def _generate(self, prompts, seeds, params: SamplingParams) -> list[Rollout]:
