@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-CONTEXT_LEVELS = ("none", "feedback", "demo_answer", "demo", "answer", "solution")
+CONTEXT_LEVELS = ("none", "feedback", "demo_answer", "demo", "answer", "solution", "feedback_attempt")
 ALGORITHMS = ("grpo", "sdpo")
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 DISTILLATION_MODES = ("topk", "full", "sampled_token")

@@ -9,6 +9,8 @@ Which samples are distilled (the reference's mask):
   demo, demo_answer  a successful sibling exists (reward >= threshold; the sample itself
                      excluded when dont_reprompt_on_self_success) — the first one is shown;
   feedback           the grader's feedback on this attempt is non-empty (i.e. it failed);
+  feedback_attempt   it failed and the grader extracted an answer from it ({attempt}, e.g. "Your
+                     answer 7 is incorrect."); failures without an answer are not distilled;
   solution           the problem has a reference solution;
   answer, none       always.
 A sample that is not distilled keeps the plain prompt and contributes 0 to the loss.
@@ -29,6 +31,8 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "demo": "{prompt}\nCorrect solution:\n\n{demo}" + _INSTRUCTION,
     "answer": "{prompt}\nThe correct final answer is {answer}." + _INSTRUCTION,
     "solution": "{prompt}\nCorrect solution:\n\n{solution}" + _INSTRUCTION,
+    "feedback_attempt": "{prompt}\nThe following is feedback from your unsuccessful earlier attempt:\n\n"
+                        "Your answer {attempt} is incorrect." + _INSTRUCTION,
 }
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
@@ -70,8 +74,10 @@ def build_teacher_contexts(
     success_threshold: float = 0.5,
     exclude_self: bool = True,
     templates: dict[str, str] | None = None,
+    attempts: Sequence[str | None] | None = None,
 ) -> list[TeacherContext]:
-    """One teacher context per sample; samples of one prompt share a group id."""
+    """One teacher context per sample; samples of one prompt share a group id. `attempts`: the
+    grader's extracted answer of each sample (None when it has none), for `feedback_attempt`."""
     template = {**DEFAULT_TEMPLATES, **(templates or {})}[level]
     n = len(prompts)
     successes: dict[int, list[int]] = {}
@@ -92,6 +98,12 @@ def build_teacher_contexts(
         elif level == "feedback" and not feedbacks[i]:
             out.append(TeacherContext(prompts[i], False))
             continue
+        elif level == "feedback_attempt":
+            attempt = attempts[i] if attempts is not None else None
+            if not feedbacks[i] or not attempt:
+                out.append(TeacherContext(prompts[i], False))
+                continue
+            fields["attempt"] = attempt
         elif level == "solution":
             if not solutions[i]:
                 out.append(TeacherContext(prompts[i], False))

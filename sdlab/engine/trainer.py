@@ -57,6 +57,8 @@ class Samples:
     advantages: torch.Tensor = None
     texts: list[str] = field(default_factory=list)
     feedbacks: list[str] = field(default_factory=list)
+    attempts: list[str | None] = field(default_factory=list)
+    """The grader's extracted answer per sample (None when it has none), for `feedback_attempt`."""
     teacher_ids: list[list[int]] | None = None
     distilled: torch.Tensor | None = None
 
@@ -250,6 +252,7 @@ class Trainer:
         results = grade_many(s.texts, [p.answer for p in s.problems], cfg.reward.grader, truncated=s.truncated,
                              reveal_answer=cfg.reward.reveal_answer_in_feedback, timeout=cfg.reward.timeout)
         s.feedbacks = [r.feedback for r in results]
+        s.attempts = [r.pred for r in results]
         s.rewards = torch.tensor([r.reward for r in results], dtype=torch.float32)
         s.advantages = adv_lib.group_advantages(s.rewards, cfg.rollout.n, norm_by_std=cfg.advantage.norm_adv_by_std_in_grpo,
                                                 epsilon=cfg.advantage.epsilon)
@@ -284,7 +287,7 @@ class Trainer:
             prompts=[self.prompt_text(p) for p in s.problems], responses=s.texts, rewards=s.rewards.tolist(),
             group_ids=s.group_ids, answers=[p.answer for p in s.problems], solutions=[p.solution for p in s.problems],
             feedbacks=s.feedbacks, success_threshold=sd.success_reward_threshold,
-            exclude_self=sd.dont_reprompt_on_self_success, templates=sd.templates,
+            exclude_self=sd.dont_reprompt_on_self_success, templates=sd.templates, attempts=s.attempts,
         )
         s.teacher_ids, truncated = [], []
         for c in contexts:
