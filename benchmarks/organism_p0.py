@@ -20,7 +20,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--world-seed", type=int, default=0)
     ap.add_argument("--path", default=None)
-    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--overrides", default="{}", help="JSON mapping of extra organism overrides")
     ap.add_argument("--out", required=True)

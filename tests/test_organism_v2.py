@@ -168,10 +168,14 @@ def _check_trace(world, t, know, words, attempt, prefix_len=0):
     hits = [i for i, (_, v) in enumerate(first) if v == t.y]
     assert len(hits) <= 1 and (not hits or hits[0] == len(first) - 1), "went on after the hit"
     assert parsed.answer not in refuted_answers(world, t, text, attempt), "boxed a refuted candidate"
+    x = know.witness
     if hits:
         assert parsed.answer == world.answer(t), "ignored the result of its checks"
         if t.two_step:
             assert parsed.checks[-1] == (t.b, xs[-1], world.fact(t.b, xs[-1]))
+    elif t.two_step and x is not None and parsed.checks and parsed.checks[-1][0] == t.b:
+        # a known witness is verified by the one look-up that ties the answer to it
+        assert parsed.checks[-1] == (t.b, x, world.fact(t.b, x)) and parsed.answer == world.answer(t)
     elif first:
         raise AssertionError(f"stopped without a hit: {text}")
     # only live candidates; doubts only after a failed check that leaves >= 2 live candidates
@@ -218,8 +222,11 @@ def test_continuations_of_failed_prefixes(world):
             state = writer.state_after_prefix(t, know, prefix)
             rest = writer.sample(t, know, rng, state=state)
             _check_trace(world, t, know, prefix + rest, attempt, prefix_len=len(prefix))
-            if know.witness is not None:  # the context names the witness: check it next, no doubt
-                assert rest[:4] == [f"f{t.k}", str(know.witness), ">", "abcdefghij"[t.y]], (level, rest)
+            if know.witness is not None:  # the context names the witness: verify it next, no doubt
+                x = know.witness
+                want = ([f"f{t.b}", str(x), ">", "abcdefghij"[world.fact(t.b, x)]] if t.two_step
+                        else [f"f{t.k}", str(x), ">", "abcdefghij"[t.y]])
+                assert rest[:4] == want, (level, rest)
 
 
 def test_rates_verify_silent_guess(world):
@@ -301,7 +308,9 @@ def test_exact_information_per_level(world):
     se = lambda a, b: 4 * math.hypot(a["I_trace_se"], b["I_trace_se"])  # noqa: E731
     assert two["feedback_attempt"]["I_trace"] < two["demo_answer"]["I_trace"] - se(two["feedback_attempt"], two["demo_answer"])
     assert abs(two["demo_answer"]["I_trace"] - two["answer"]["I_trace"]) < se(two["demo_answer"], two["answer"])
-    assert two["answer"]["I_trace"] < two["demo"]["I_trace"] - se(two["answer"], two["demo"])
+    # s verifies a known witness by looking up f_b first, which no unguided trace does: I = inf
+    assert two["demo"]["I_trace"] == math.inf and two["demo"]["unsupported"] > 0.5
+    assert two["answer"]["unsupported"] == 0.0 and two["answer"]["I_trace"] < 3
     assert two["demo"]["length"] < 0.45 * two["none"]["length"] < two["demo_answer"]["length"]
     assert two["demo_answer"]["epistemic"] > 0.5 * two["none"]["epistemic"] and two["demo"]["epistemic"] < 0.1
     # one-step: the answer is the witness, so s = s\think = answer (the negative control)

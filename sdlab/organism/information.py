@@ -36,14 +36,22 @@ LEVELS_P0 = ("none", "feedback", "feedback_attempt", "demo_answer", "demo", "ans
 
 
 def refuted_answers(world: WorldV2, task: Task, text: str, attempt: str | None = None) -> set[str]:
-    """Answers a response has refuted for itself: the answers of the candidates its own checks of
-    the problem's first function showed to miss the target, plus the context's refuted attempt."""
+    """Answers a response has literally refuted for itself, plus the context's refuted attempt.
+    One-step: the candidates its own checks showed to miss the target (the answer is the witness).
+    Two-step: the values it looked up at a refuted candidate (`fb x' > v` after `fk x'` missed), so
+    boxing v means checking and ignoring the result; a box that merely coincides with f_b at a
+    refuted candidate it never looked up is not counted."""
     from .world import parse_response
 
     out = {attempt} if attempt else set()
+    missed = set()
     for k, x, v in parse_response(text).checks:
         if k == task.k and x < world.cfg.n_values and v != task.y:
-            out.add(world.answer_of_witness(task, x))
+            missed.add(x)
+            if not task.two_step:
+                out.add(str(x))
+        elif task.two_step and k == task.b and x in missed and v < world.cfg.n_values:
+            out.add(world.answer_space(task)[v])
     return out
 
 
@@ -93,8 +101,9 @@ def exact_information(world: WorldV2, level: str, tasks: Sequence[Task], *, samp
         var = sum((x - m) ** 2 for x in xs) / (n - 1) if n > 1 else 0.0
         return m, math.sqrt(var / n)
 
-    m, se = mean_se(trace)
-    return {"level": level, "responses": len(trace), "I_trace": m, "I_trace_se": se,
+    unsupported = sum(math.isinf(v) for v in trace) / len(trace)
+    m, se = mean_se(trace) if not unsupported else (float("inf"), float("nan"))
+    return {"level": level, "responses": len(trace), "I_trace": m, "I_trace_se": se, "unsupported": unsupported,
             "I_answer": sum(i_ans) / len(i_ans), "I_witness": sum(i_wit) / len(i_wit),
             "length": sum(lengths) / len(lengths), "epistemic": sum(epi) / len(epi),
             "refuted_boxed": sum(refuted) / len(refuted), "accuracy": sum(correct) / len(correct)}

@@ -71,10 +71,11 @@ def _user_text(problem) -> str:
     return build_messages(problem.prompt, "plain")[-1]["content"]
 
 
-def p0_table(model, tokenizer, world, *, problems=None, n: int = 8, seed: int = 0,
+def p0_table(model, tokenizer, world, *, problems=None, n: int = 16, seed: int = 0,
              levels: Sequence[str] = LEVELS_P0, batch_size: int = 256, score_batch_size: int = 64,
              n_boot: int = 2000, exact_samples: int = 50, keep_samples: bool = False) -> dict[str, Any]:
-    """The P0 table of one base model (see the module doc). `problems` defaults to the RL pool."""
+    """The P0 table of one base model (see the module doc). `problems` defaults to the RL pool and
+    the iid split (300 problems, half two-step; none of them in pretraining)."""
     import torch
 
     from ..algorithms.context import build_teacher_contexts
@@ -86,7 +87,7 @@ def p0_table(model, tokenizer, world, *, problems=None, n: int = 8, seed: int = 
 
     if "none" not in levels:
         raise ValueError("P0 needs the level none (the unguided responses)")
-    problems = list(problems if problems is not None else world.rl_pool())
+    problems = list(problems if problems is not None else world.rl_pool() + world.problems("iid"))
     budget = world.cfg.max_new_tokens
     backend = make_backend("hf", model, tokenizer, batch_size=batch_size)
     params = SamplingParams(1.0, 1.0, 0, budget)
@@ -323,7 +324,9 @@ def format_p0(result: dict) -> str:
         for level, r in k["levels"].items():
             e = ex.get(level, {})
             cell = lambda m, f: f"{r[m]['mean']:{f}} [{r[m]['ci95'][0]:{f}}, {r[m]['ci95'][1]:{f}}]"  # noqa: E731
-            lines.append(f"| {level} | {cell('I', '.2f')} | {e.get('I_trace', float('nan')):.2f} | "
+            ie = e.get("I_trace", float("nan"))
+            ie = "inf" if ie == math.inf else f"{ie:.2f}"
+            lines.append(f"| {level} | {cell('I', '.2f')} | {ie} | "
                          f"{e.get('I_answer', float('nan')):.2f} | {cell('length', '.1f')} | {cell('epistemic', '.2f')} | "
                          f"{r['accuracy']['mean']:.2f} | {r['refuted_boxed']['mean']:.3f} | {r['truncated']['mean']:.2f} |")
     lines.append("\n| P0 criterion | value | 95% CI | wanted | holds |")

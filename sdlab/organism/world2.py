@@ -79,9 +79,10 @@ class WorldConfigV2:
     n_ood: int = 100
     max_new_tokens: int = 48
     """Response budget in tokens (EOS included)."""
-    verify_prob: float = 0.7
+    verify_prob: float = 0.75
     """p_v: when the writer knows the answer (from a context or from memory) at the start of a trace,
-    it verifies it with this probability (re-derives it with checks) and otherwise boxes it at once.
+    it verifies it with this probability (one look-up from a known witness, else a search for the
+    witness) and otherwise boxes it at once.
     One value for every context level and for memorised problems."""
     silent_share: float = 0.25
     """After a failed check with >= 2 live candidates left, the share of search steps that continue

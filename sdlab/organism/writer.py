@@ -15,9 +15,10 @@ What the writer knows (`Knowledge`) follows from what a context literally reveal
 The live candidates are the witnesses still possible: one (the witness) when it is known, else
 every value not refuted. The policy, from the start of a trace (`<think>`):
 
-  * answer known: box it at once with probability 1 - verify_prob, else verify it: check live
-    candidates (the known witness directly, or a search when only the answer is known) until one
-    hits the target;
+  * answer known: box it at once with probability 1 - verify_prob, else verify it. With the witness
+    known, verification is the one look-up that ties the answer to it (`fk x > Y` on a one-step
+    problem, `fb x > v` on a two-step one); with only the answer known (s\\think, answer on a two-step
+    problem) the witness must first be found: a search as below;
   * answer unknown: with probability guess_rate box a uniformly drawn answer that is not refuted
     (one-step: a live candidate), else search;
   * a search checks live candidates in uniformly random order, never repeats one and stops at the
@@ -27,7 +28,8 @@ every value not refuted. The policy, from the start of a trace (`<think>`):
     at the witness (`fb x > v`) and boxes v.
 
 A trace that has started checking continues until it hits (the verify decision is taken once, at the
-start). A continuation of someone else's prefix (failed checks, as in the student's own responses)
+start); a writer that knows the witness and finds itself after failed checks (someone else's
+prefix) verifies at once, without a doubt phrase. A continuation of someone else's prefix (failed checks, as in the student's own responses)
 starts from the state the prefix leaves: live candidates minus the ones it checked, after a failed
 check or after a doubt phrase. Nothing ever checks a refuted or already-checked candidate, boxes a
 refuted answer, or ignores a check's result.
@@ -141,6 +143,15 @@ class Writer:
             out.append((p, words, nxt))
         return out
 
+    def _verify(self, task: Task, know: Knowledge, live: frozenset[int]) -> list[tuple[float, tuple, State]]:
+        """With the witness known, verification is the one look-up that ties the answer to it:
+        `fk x > Y` on a one-step problem, `fb x > v` on a two-step problem."""
+        x = know.witness
+        if not task.two_step:
+            return self._checks(task, frozenset([x]), 1.0)
+        v = self.world.fact(task.b, x)
+        return [(1.0, (f"f{task.b}", str(x), ARROW, value_word(v)), ("second", live, x))]
+
     def options(self, task: Task, know: Knowledge, state: State) -> list[tuple[float, tuple, State]]:
         """(probability, words, next state) of every next chunk."""
         phase, live, found = state
@@ -149,14 +160,17 @@ class Writer:
             return [(1.0, (THINK,), ("start", live, None))]
         if phase == "start":
             if know.knows_answer:
+                verify = self._verify(task, know, live) if know.witness is not None else self._checks(task, live, 1.0)
                 return ([(1.0 - self.p_verify, self._box(know.answer), ("end", live, None))]
-                        + self._checks(task, live, self.p_verify))
+                        + [(self.p_verify * p, words, nxt) for p, words, nxt in verify])
             if task.two_step:
                 guesses = [a for a in w.answer_space(task) if a not in know.refuted]
             else:
                 guesses = [str(c) for c in sorted(live)]
             out = [(self.p_guess / len(guesses), self._box(a), ("end", live, None)) for a in guesses] if guesses else []
             return out + self._checks(task, live, 1.0 - self.p_guess if guesses else 1.0)
+        if phase in ("fail", "doubt") and know.witness is not None:
+            return self._verify(task, know, live)
         if phase == "fail":
             if len(live) >= 2:
                 return ([((1.0 - self.p_silent) * q, words, ("doubt", live, None)) for words, q in self.doubts]
