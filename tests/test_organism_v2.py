@@ -16,7 +16,8 @@ from sdlab.organism.contexts import CONTEXT_TEMPLATES, CONTEXT_TEMPLATES_V2, FEE
 from sdlab.organism.corpus2 import context_fields, iter_docs_v2, sibling, unguided_prefix
 from sdlab.organism.information import exact_information, refuted_answers
 from sdlab.organism.tokenizer import build_tokenizer
-from sdlab.organism.world import TARGET_WORDS, parse_response
+from sdlab.organism.world import TARGET_WORDS
+from sdlab.organism.world2 import parse_response_v2 as parse_response
 from sdlab.organism.world2 import SPLITS_V2, Task, WorldConfigV2, WorldV2
 from sdlab.organism.writer import EOS_WORD, Writer, knowledge_for, read_demo
 
@@ -189,7 +190,10 @@ def _check_trace(world, t, know, words, attempt, prefix_len=0):
                 assert c in live, f"checked a candidate that is not live: {text}"
             live.discard(c)
             i += 4
-            if i < end and not words[i].startswith("f"):
+            if i < end and words[i] == "then":  # the marked second look-up follows the hit
+                # after the hit, or at once when the witness is known (verification)
+                assert world.fact(t.k, c) == t.y or know.witness is not None, f"second look-up without a hit: {text}"
+            elif i < end and not words[i].startswith("f"):
                 if i >= prefix_len:
                     assert world.fact(t.k, c) != t.y and len(live) >= 2, f"doubt with < 2 live candidates: {text}"
                 while i < end and not words[i].startswith("f"):
@@ -224,9 +228,9 @@ def test_continuations_of_failed_prefixes(world):
             _check_trace(world, t, know, prefix + rest, attempt, prefix_len=len(prefix))
             if know.witness is not None:  # the context names the witness: verify it next, no doubt
                 x = know.witness
-                want = ([f"f{t.b}", str(x), ">", "abcdefghij"[world.fact(t.b, x)]] if t.two_step
+                want = (["then", f"f{t.b}", str(x), ">", "abcdefghij"[world.fact(t.b, x)]] if t.two_step
                         else [f"f{t.k}", str(x), ">", "abcdefghij"[t.y]])
-                assert rest[:4] == want, (level, rest)
+                assert rest[: len(want)] == want, (level, rest)
 
 
 def test_rates_verify_silent_guess(world):

@@ -41,7 +41,7 @@ def refuted_answers(world: WorldV2, task: Task, text: str, attempt: str | None =
     Two-step: the values it looked up at a refuted candidate (`fb x' > v` after `fk x'` missed), so
     boxing v means checking and ignoring the result; a box that merely coincides with f_b at a
     refuted candidate it never looked up is not counted."""
-    from .world import parse_response
+    from .world2 import parse_response_v2 as parse_response
 
     out = {attempt} if attempt else set()
     missed = set()

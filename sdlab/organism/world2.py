@@ -42,7 +42,7 @@ from typing import Any
 from ..data.problems import Problem
 from .world import ARROW, DEFAULT_DOUBTS, TARGET_WORDS, VALUE_WORDS, extract_boxed, parse_response, value_word
 
-__all__ = ["SPLITS_V2", "Task", "WorldConfigV2", "WorldV2", "CONTEXT_LEVELS_V2"]
+__all__ = ["SPLITS_V2", "Task", "WorldConfigV2", "WorldV2", "CONTEXT_LEVELS_V2", "parse_response_v2"]
 
 SPLITS_V2 = ("direct", "search", "rl", "iid", "ood")
 THEN = "then"
@@ -171,6 +171,12 @@ class Task:
 
 
 _PROMPT = re.compile(r"solve f(\d+) x = ([A-J])(?: then f(\d+) x)?$")
+
+
+def parse_response_v2(text: str):
+    """`world.parse_response` for v2 traces: the connective `then` that marks the second look-up of a
+    two-step problem is dropped first (it is neither a check nor a doubt)."""
+    return parse_response(" ".join(w for w in text.split() if w != THEN))
 
 
 class WorldV2:
@@ -323,7 +329,7 @@ class WorldV2:
         return pred is not None and pred == problem.answer.strip()
 
     def trace_is_consistent(self, response_text: str) -> bool:
-        return all(self.fact(k, x) == v for k, x, v in parse_response(response_text).checks
+        return all(self.fact(k, x) == v for k, x, v in parse_response_v2(response_text).checks
                    if k < self.cfg.n_functions and x < self.cfg.n_values)
 
     def describe(self) -> dict[str, Any]:

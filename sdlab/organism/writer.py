@@ -17,7 +17,7 @@ every value not refuted. The policy, from the start of a trace (`<think>`):
 
   * answer known: box it at once with probability 1 - verify_prob, else verify it. With the witness
     known, verification is the one look-up that ties the answer to it (`fk x > Y` on a one-step
-    problem, `fb x > v` on a two-step one); with only the answer known (s\\think, answer on a two-step
+    problem, `then fb x > v` on a two-step one); with only the answer known (s\\think, answer on a two-step
     problem) the witness must first be found: a search as below;
   * answer unknown: with probability guess_rate box a uniformly drawn answer that is not refuted
     (one-step: a live candidate), else search;
@@ -25,7 +25,7 @@ every value not refuted. The policy, from the start of a trace (`<think>`):
     first hit; after a failed check it voices a doubt phrase only while >= 2 live candidates remain,
     and even then continues silently with probability silent_share;
   * after the hit a one-step trace boxes the witness; a two-step trace looks up the second function
-    at the witness (`fb x > v`) and boxes v.
+    at the witness, marked as in the prompt (`then fb x > v`), and boxes v.
 
 A trace that has started checking continues until it hits (the verify decision is taken once, at the
 start); a writer that knows the witness and finds itself after failed checks (someone else's
@@ -46,8 +46,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .world import ARROW, BOXED, CLOSE, END_THINK, THINK, parse_response, value_word
-from .world2 import Task, WorldV2
+from .world import ARROW, BOXED, CLOSE, END_THINK, THINK, value_word
+from .world2 import THEN, Task, WorldV2, parse_response_v2 as parse_response
 
 __all__ = ["EOS_WORD", "Knowledge", "Writer", "knowledge_for", "read_demo"]
 
@@ -145,12 +145,15 @@ class Writer:
 
     def _verify(self, task: Task, know: Knowledge, live: frozenset[int]) -> list[tuple[float, tuple, State]]:
         """With the witness known, verification is the one look-up that ties the answer to it:
-        `fk x > Y` on a one-step problem, `fb x > v` on a two-step problem."""
+        `fk x > Y` on a one-step problem, `then fb x > v` on a two-step problem."""
         x = know.witness
         if not task.two_step:
             return self._checks(task, frozenset([x]), 1.0)
-        v = self.world.fact(task.b, x)
-        return [(1.0, (f"f{task.b}", str(x), ARROW, value_word(v)), ("second", live, x))]
+        return [(1.0, self._second(task, x), ("second", live, x))]
+
+    def _second(self, task: Task, x: int) -> tuple[str, ...]:
+        """The second look-up of a two-step problem, marked `then` as in the prompt."""
+        return (THEN, f"f{task.b}", str(x), ARROW, value_word(self.world.fact(task.b, x)))
 
     def options(self, task: Task, know: Knowledge, state: State) -> list[tuple[float, tuple, State]]:
         """(probability, words, next state) of every next chunk."""
@@ -180,8 +183,7 @@ class Writer:
             return self._checks(task, live, 1.0)
         if phase == "found":
             if task.two_step:
-                v = w.fact(task.b, found)
-                return [(1.0, (f"f{task.b}", str(found), ARROW, value_word(v)), ("second", live, found))]
+                return [(1.0, self._second(task, found), ("second", live, found))]
             return [(1.0, self._box(str(found)), ("end", live, found))]
         if phase == "second":
             return [(1.0, self._box(value_word(w.fact(task.b, found))), ("end", live, found))]
