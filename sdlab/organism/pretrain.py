@@ -38,9 +38,10 @@ __all__ = ["CORPUS_VERSION", "CORPUS_VERSION_V2", "TrainConfig", "V2_TRAIN", "de
 CORPUS_VERSION = 1
 """Bumped whenever the generator, tokenizer or training code changes what a config produces."""
 
-CORPUS_VERSION_V2 = 2
+CORPUS_VERSION_V2 = 3
 """The same for world v2 (its key also holds the world's `version: 2`, so v1 keys never change).
-1: variants a, b (docs/organism.md, "Variants tried"); 2: variant c (the marked second look-up)."""
+1: variants a, b (docs/organism.md, "Variants tried"); 2: variant c (the marked second look-up);
+3: variant d (after failed checks a known witness is checked, not looked up in the second function)."""
 
 COMPLETE = "organism.json"
 """Written last inside the temporary folder: its presence marks a complete organism."""

@@ -29,7 +29,8 @@ every value not refuted. The policy, from the start of a trace (`<think>`):
 
 A trace that has started checking continues until it hits (the verify decision is taken once, at the
 start); a writer that knows the witness and finds itself after failed checks (someone else's
-prefix) verifies at once, without a doubt phrase. A continuation of someone else's prefix (failed checks, as in the student's own responses)
+prefix) checks the witness next, without a doubt phrase (its one live candidate), and finishes as
+after any hit. So the second look-up (`then fb x > v`) only ever follows a hit or `<think>`. A continuation of someone else's prefix (failed checks, as in the student's own responses)
 starts from the state the prefix leaves: live candidates minus the ones it checked, after a failed
 check or after a doubt phrase. Nothing ever checks a refuted or already-checked candidate, boxes a
 refuted answer, or ignores a check's result.
@@ -172,8 +173,6 @@ class Writer:
                 guesses = [str(c) for c in sorted(live)]
             out = [(self.p_guess / len(guesses), self._box(a), ("end", live, None)) for a in guesses] if guesses else []
             return out + self._checks(task, live, 1.0 - self.p_guess if guesses else 1.0)
-        if phase in ("fail", "doubt") and know.witness is not None:
-            return self._verify(task, know, live)
         if phase == "fail":
             if len(live) >= 2:
                 return ([((1.0 - self.p_silent) * q, words, ("doubt", live, None)) for words, q in self.doubts]
