@@ -418,3 +418,49 @@ def test_v1_is_bit_for_bit_unchanged():
     assert WorldConfig().config_hash() == "efc61b573f57fd4e"
     vocab = build_tokenizer(WorldConfig()).get_vocab()
     assert sorted(vocab, key=vocab.get) == vocabulary()
+
+
+# ------------------------------------------------------------------ P0 criteria (synthetic numbers)
+
+
+def _fake_result(values: dict, n: int = 60, noise: float = 0.01, seed: int = 0):
+    import numpy as np
+
+    from sdlab.organism.manipulation import METRICS
+
+    rng = np.random.default_rng(seed)
+    kinds = {}
+    for kind, levels in values.items():
+        per = {lv: {m: np.full(n, float(v.get(m, 0.0))) + (rng.normal(0, noise, n) if m != "I" or lv != "none" else 0)
+                    for m in METRICS} for lv, v in levels.items()}
+        kinds[kind] = {"problems": n, "levels": {}, "_per_problem": per, "_boots": rng.integers(0, n, size=(500, n))}
+    return {"kinds": kinds}
+
+
+def test_p0_criteria_and_spearman():
+    from sdlab.organism.manipulation import p0_criteria, spearman
+
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([0, 0, 1, 2], [5, 5, 3, 1]) == pytest.approx(-1.0)
+    try:
+        from scipy.stats import spearmanr
+
+        a, b = [0, 0.1, 0.1, 1, 1.2, 3], [34, 35, 33, 27, 25, 10]
+        assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
+    except ImportError:
+        pass
+    good_two = {"none": {"I": 0, "length": 34, "epistemic": 3}, "feedback": {"I": 0.1, "length": 34.2, "epistemic": 3.01},
+                "feedback_attempt": {"I": 0.2, "length": 33.9, "epistemic": 3.0},
+                "demo_answer": {"I": 1.0, "length": 27, "epistemic": 2.3}, "demo": {"I": 3.0, "length": 10},
+                "answer": {"I": 1.02, "length": 26.5, "epistemic": 2.2}}
+    good_one = {lv: {"I": 2.5, "length": 9} for lv in ("demo", "demo_answer", "answer")}
+    good_one.update({"none": {"length": 30}, "feedback": {"length": 30}, "feedback_attempt": {"I": 0.8, "length": 29}})
+    crits = p0_criteria(_fake_result({"two": good_two, "one": good_one}))
+    assert len(crits) == 20 and all(c["holds"] for c in crits), [c for c in crits if not c["holds"]]
+    bad = {**good_two, "demo": {"I": 3.0, "length": 14}, "feedback": {"I": 0.1, "length": 40, "epistemic": 3}}
+    bad_one = {**good_one, "answer": {"I": 2.0, "length": 9}}
+    crits = {c["criterion"]: c["holds"] for c in p0_criteria(_fake_result({"two": bad, "one": bad_one}))}
+    assert not crits["two-step: length(demo) <= 0.35 x none"]
+    assert not crits["two-step: length(feedback) within 10% of none"]
+    assert not crits["one-step: I(demo) ~ I(answer) (within 10%)"]
+    assert crits["two-step: length(demo_answer) >= 0.7 x none"]
