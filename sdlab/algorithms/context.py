@@ -9,6 +9,8 @@ Which samples are distilled (the reference's mask):
   demo, demo_answer  a successful sibling exists (reward >= threshold; the sample itself
                      excluded when dont_reprompt_on_self_success) — the first one is shown;
   feedback           the grader's feedback on this attempt is non-empty (i.e. it failed);
+  feedback_attempt   it failed and the grader extracted an answer from it ({attempt}, e.g. "Your
+                     answer 7 is incorrect."); failures without an answer are not distilled;
   solution           the problem has a reference solution;
   answer, none       always.
 A sample that is not distilled keeps the plain prompt and contributes 0 to the loss.
@@ -30,6 +32,8 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "demo": "{prompt}\nCorrect solution:\n\n{demo}" + _INSTRUCTION,
     "answer": "{prompt}\nThe correct final answer is {answer}." + _INSTRUCTION,
     "solution": "{prompt}\nCorrect solution:\n\n{solution}" + _INSTRUCTION,
+    "feedback_attempt": "{prompt}\nThe following is feedback from your unsuccessful earlier attempt:\n\n"
+                        "Your answer {attempt} is incorrect." + _INSTRUCTION,
 }
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
@@ -71,8 +75,10 @@ def build_teacher_contexts(
     success_threshold: float = 0.5,
     exclude_self: bool = True,
     templates: dict[str, str] | None = None,
+    attempts: Sequence[str | None] | None = None,
 ) -> list[TeacherContext]:
-    """One teacher context per sample; samples of one prompt share a group id."""
+    """One teacher context per sample; samples of one prompt share a group id. `attempts`: the
+    grader's extracted answer of each sample (None when it has none), for `feedback_attempt`."""
     template = {**DEFAULT_TEMPLATES, **(templates or {})}[level]
     n = len(prompts)
     successes: dict[int, list[int]] = {}
@@ -93,6 +99,12 @@ def build_teacher_contexts(
         elif level == "feedback" and not feedbacks[i]:
             out.append(TeacherContext(prompts[i], False))
             continue
+        elif level == "feedback_attempt":
+            attempt = attempts[i] if attempts is not None else None
+            if not feedbacks[i] or not attempt:
+                out.append(TeacherContext(prompts[i], False))
+                continue
+            fields["attempt"] = attempt
         elif level == "solution":
             if not solutions[i]:
                 out.append(TeacherContext(prompts[i], False))
@@ -104,15 +116,15 @@ def build_teacher_contexts(
 
 def level_contexts(level: str, problem, user_text: str, group: Sequence, *, exclude_self: bool,
                    templates: dict[str, str] | None = None, success_threshold: float = 0.5) -> list[TeacherContext]:
-    """`build_teacher_contexts` for the responses of one problem (objects with `.text`, `.reward`
-    and `.feedback`, e.g. `sdlab.evaluation.sampling.Generation`), as `sdlab info` and `sdlab sft`
+    """`build_teacher_contexts` for the responses of one problem (objects with `.text`, `.reward`,
+    `.feedback` and `.pred`, e.g. `sdlab.evaluation.sampling.Generation`), as `sdlab info` and `sdlab sft`
     build them."""
     n = len(group)
     return build_teacher_contexts(
         level, prompts=[user_text] * n, responses=[g.text for g in group], rewards=[g.reward for g in group],
         group_ids=[0] * n, answers=[problem.answer] * n, solutions=[problem.solution] * n,
         feedbacks=[g.feedback for g in group], success_threshold=success_threshold, exclude_self=exclude_self,
-        templates=templates,
+        templates=templates, attempts=[g.pred for g in group],
     )
 
 

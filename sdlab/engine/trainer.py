@@ -71,6 +71,8 @@ class Scores:
     rewards: torch.Tensor
     advantages: torch.Tensor
     feedbacks: list[str]
+    attempts: list[str | None] | None = None
+    """The grader's extracted answer of each row (None when it has none), for `feedback_attempt`."""
 
 
 @dataclass
@@ -310,6 +312,7 @@ class Trainer:
                              reveal_answer=cfg.reward.reveal_answer_in_feedback, timeout=cfg.reward.timeout)
         rewards = torch.tensor([x.reward for x in results], dtype=torch.float32)
         scores = Scores(texts=texts, rewards=rewards, feedbacks=[x.feedback for x in results],
+                        attempts=[x.pred for x in results],
                         advantages=adv_lib.group_advantages(rewards, cfg.rollout.n,
                                                             norm_by_std=cfg.advantage.norm_adv_by_std_in_grpo,
                                                             epsilon=cfg.advantage.epsilon))
@@ -345,7 +348,7 @@ class Trainer:
             rewards=scores.rewards.tolist(), group_ids=r.group_ids, answers=[p.answer for p in r.problems],
             solutions=[p.solution for p in r.problems], feedbacks=scores.feedbacks,
             success_threshold=sd.success_reward_threshold, exclude_self=sd.dont_reprompt_on_self_success,
-            templates=sd.templates,
+            templates=sd.templates, attempts=scores.attempts,
         )
         prompt_ids, truncated = [], []
         for c in contexts:

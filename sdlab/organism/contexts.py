@@ -21,8 +21,12 @@ __all__ = [
     "FEEDBACK_TEXTS",
     "FEEDBACK_TRUNCATED",
     "LEVELS",
+    "ATTEMPT_FEEDBACK",
+    "CONTEXT_TEMPLATES_V2",
+    "LEVELS_V2",
     "strip_think",
     "teacher_prompt",
+    "teacher_prompt_v2",
 ]
 
 FEEDBACK_FORMAT = "Your answer had the wrong format. The solution must be given in the format: \\boxed{your_answer}."
@@ -42,6 +46,19 @@ CONTEXT_TEMPLATES: dict[str, str] = {
 }
 
 LEVELS: tuple[str, ...] = tuple(CONTEXT_TEMPLATES)
+"""The levels of world v1 (whose corpus, vocabulary and cache keys must not change)."""
+
+ATTEMPT_FEEDBACK = "Your answer {attempt} is incorrect."
+"""The `feedback_attempt` level's feedback: the grader's extracted prediction of the failed attempt."""
+
+CONTEXT_TEMPLATES_V2: dict[str, str] = {
+    **CONTEXT_TEMPLATES,
+    "feedback_attempt": "{prompt}\nThe following is feedback from your unsuccessful earlier attempt:\n\n"
+                        + ATTEMPT_FEEDBACK + _INSTRUCTION,
+}
+"""World v2's templates: v1's plus `feedback_attempt` (the engine's defaults, `sdlab.algorithms.context`)."""
+
+LEVELS_V2: tuple[str, ...] = tuple(CONTEXT_TEMPLATES_V2)
 
 _THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
 
@@ -60,3 +77,14 @@ def teacher_prompt(level: str, prompt: str, *, answer: str = "", demo: str = "",
         demo_answer = strip_think(demo)
     return CONTEXT_TEMPLATES[level].format(prompt=prompt, answer=answer, demo=demo, demo_answer=demo_answer,
                                            feedback=feedback, solution=solution)
+
+
+def teacher_prompt_v2(level: str, prompt: str, *, answer: str = "", demo: str = "", feedback: str = "",
+                      solution: str = "", demo_answer: str | None = None, attempt: str = "") -> str:
+    """World v2's teacher prompt for one context level (v1's levels plus `feedback_attempt`)."""
+    if level not in CONTEXT_TEMPLATES_V2:
+        raise ValueError(f"unknown context level {level!r}; use one of {LEVELS_V2}")
+    if demo_answer is None:
+        demo_answer = strip_think(demo)
+    return CONTEXT_TEMPLATES_V2[level].format(prompt=prompt, answer=answer, demo=demo, demo_answer=demo_answer,
+                                              feedback=feedback, solution=solution, attempt=attempt)

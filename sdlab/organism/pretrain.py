@@ -27,16 +27,21 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from .corpus import iter_docs
 from .model import TinyModelConfig, build_model, count_parameters
 from .tokenizer import EOS, PAD, UNK, build_tokenizer, encode_words, load_tokenizer
 from .world import World, WorldConfig
+from .world2 import WorldConfigV2
 
-__all__ = ["CORPUS_VERSION", "TrainConfig", "default_cache_dir", "load_organism", "organism_key",
-           "pretrain", "world_from_dir"]
+__all__ = ["CORPUS_VERSION", "CORPUS_VERSION_V2", "TrainConfig", "V2_TRAIN", "default_cache_dir", "load_organism",
+           "organism_key", "pretrain", "resolve_configs", "world_from_dir"]
 
 CORPUS_VERSION = 1
 """Bumped whenever the generator, tokenizer or training code changes what a config produces."""
+
+CORPUS_VERSION_V2 = 3
+"""The same for world v2 (its key also holds the world's `version: 2`, so v1 keys never change).
+1: variants a, b (docs/organism.md, "Variants tried"); 2: variant c (the marked second look-up);
+3: variant d (after failed checks a known witness is checked, not looked up in the second function)."""
 
 COMPLETE = "organism.json"
 """Written last inside the temporary folder: its presence marks a complete organism."""
@@ -80,9 +85,14 @@ def default_cache_dir() -> Path:
     return Path(base) / "sdlab" / "organism"
 
 
-def organism_key(world_cfg: WorldConfig, model_cfg: TinyModelConfig, train_cfg: TrainConfig) -> str:
+V2_TRAIN = TrainConfig(steps=2400)
+"""World v2's default pretraining (longer documents and two kinds of problem need more steps)."""
+
+
+def organism_key(world_cfg: WorldConfig | WorldConfigV2, model_cfg: TinyModelConfig, train_cfg: TrainConfig) -> str:
+    corpus = CORPUS_VERSION_V2 if isinstance(world_cfg, WorldConfigV2) else CORPUS_VERSION
     blob = json.dumps({"world": world_cfg.to_dict(), "model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
-                       "corpus_version": CORPUS_VERSION}, sort_keys=True, separators=(",", ":"))
+                       "corpus_version": corpus}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -107,7 +117,9 @@ def _batches(world: World, train_cfg: TrainConfig, vocab: dict[str, int], pad: i
     of `bucket` batches (little padding) and the batches shuffled. A fixed token budget per step, not
     a fixed number of documents, keeps every trained token at the same weight: with Adam each step
     moves the weights about equally, so steps of short documents would otherwise count far more."""
-    docs = iter_docs(world, seed=train_cfg.seed)
+    from .versions import iter_world_docs
+
+    docs = iter_world_docs(world, seed=train_cfg.seed)
     rng = random.Random(f"sdlab-organism-batches:{train_cfg.seed}")
     budget = train_cfg.tokens_per_batch
     while True:
@@ -201,20 +213,46 @@ def _train(world: World, model_cfg: TinyModelConfig, train_cfg: TrainConfig, dev
     return model, tok, stats
 
 
-def pretrain(world_cfg: WorldConfig | dict | None = None, model_cfg: TinyModelConfig | dict | None = None,
+def resolve_configs(world_cfg=None, model_cfg=None, train_cfg=None):
+    """(world, model, train) configs from objects or override mappings; a mapping's defaults are
+    those of the world's version (v1: exactly the v1 defaults)."""
+    from .versions import default_model_config, default_train_config, world_config, world_version
+
+    world_cfg = world_config(world_cfg)
+    version = world_version(world_cfg)
+    if not isinstance(model_cfg, TinyModelConfig):
+        model_cfg = default_model_config(version, model_cfg)
+    if not isinstance(train_cfg, TrainConfig):
+        train_cfg = default_train_config(version, train_cfg)
+    return world_cfg, model_cfg, train_cfg
+
+
+def pretrain(world_cfg: WorldConfig | WorldConfigV2 | dict | None = None, model_cfg: TinyModelConfig | dict | None = None,
              train_cfg: TrainConfig | dict | None = None, cache_dir: str | Path | None = None,
-             device: str = "cpu", progress: bool = True) -> Path:
-    """Path of the pretrained organism for these configs, training it first unless cached."""
-    world_cfg = world_cfg if isinstance(world_cfg, WorldConfig) else WorldConfig.from_dict(world_cfg)
-    model_cfg = model_cfg if isinstance(model_cfg, TinyModelConfig) else TinyModelConfig.from_dict(model_cfg)
-    train_cfg = train_cfg if isinstance(train_cfg, TrainConfig) else TrainConfig.from_dict(train_cfg)
+             device: str = "cpu", progress: bool = True, use_shipped: bool = True) -> Path:
+    """Path of the pretrained organism for these configs: the cached folder; else a base shipped in
+    the package for exactly these configs (verified by sha256, copied into the cache); else
+    pretrained now and cached."""
+    from .versions import make_world, world_version
+
+    world_cfg, model_cfg, train_cfg = resolve_configs(world_cfg, model_cfg, train_cfg)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = organism_key(world_cfg, model_cfg, train_cfg)
     final = root / key
     if _is_complete(final):
+        from .bases import verify_if_shipped
+
+        verify_if_shipped(final)
         return final
     root.mkdir(parents=True, exist_ok=True)
-    world = World(world_cfg)
+    if use_shipped:
+        from .bases import install_shipped
+
+        if install_shipped(key, final):
+            if progress:
+                print(f"[organism pretrain] using the shipped base {key} (sha256 verified)", flush=True)
+            return final
+    world = make_world(world_cfg)
     if progress:
         print(f"[organism pretrain] building {final} (world {world_cfg.config_hash()}, {train_cfg.steps} steps)",
               flush=True)
@@ -230,9 +268,12 @@ def pretrain(world_cfg: WorldConfig | dict | None = None, model_cfg: TinyModelCo
     try:
         model.to("cpu").save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        (tmp / "world.json").write_text(json.dumps({"config": world_cfg.to_dict(), "hash": world_cfg.config_hash()},
-                                                   indent=2))
-        meta = {"key": key, "corpus_version": CORPUS_VERSION, "world": world_cfg.to_dict(),
+        info = {"config": world_cfg.to_dict(), "hash": world_cfg.config_hash()}
+        if world_version(world_cfg) != 1:  # v1's world.json stays byte for byte as it was
+            info = {"version": world_version(world_cfg), **info}
+        (tmp / "world.json").write_text(json.dumps(info, indent=2))
+        meta = {"key": key, "corpus_version": CORPUS_VERSION_V2 if world_version(world_cfg) == 2 else CORPUS_VERSION,
+                "world": world_cfg.to_dict(),
                 "model": model_cfg.to_dict(), "train": train_cfg.to_dict(), "stats": stats}
         (tmp / COMPLETE).write_text(json.dumps(meta, indent=2))
         try:
@@ -250,9 +291,12 @@ def pretrain(world_cfg: WorldConfig | dict | None = None, model_cfg: TinyModelCo
     return final
 
 
-def world_from_dir(path: str | Path) -> World:
+def world_from_dir(path: str | Path):
+    """The world (v1 `World` or v2 `WorldV2`) an organism folder was pretrained on."""
+    from .versions import make_world, world_config
+
     data = json.loads((Path(path) / "world.json").read_text())
-    return World(WorldConfig.from_dict(data["config"]))
+    return make_world(world_config(data["config"], version=data.get("version", 1)))
 
 
 def load_organism(path: str | Path, device: str = "cpu"):

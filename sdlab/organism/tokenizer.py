@@ -15,10 +15,10 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from ..analysis.epistemic import EPISTEMIC_WORDS
-from .contexts import CONTEXT_TEMPLATES, FEEDBACK_TEXTS
+from .contexts import CONTEXT_TEMPLATES, CONTEXT_TEMPLATES_V2, FEEDBACK_TEXTS
 from .world import ARROW, BOXED, CLOSE, END_THINK, TARGET_WORDS, THINK, VALUE_WORDS, WorldConfig
 
-__all__ = ["PAD", "EOS", "UNK", "build_tokenizer", "encode_words", "load_tokenizer", "vocabulary"]
+__all__ = ["PAD", "EOS", "UNK", "build_tokenizer", "encode_words", "load_tokenizer", "vocabulary", "vocabulary_v2"]
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 SPECIAL = (PAD, EOS, UNK)
@@ -49,8 +49,31 @@ def vocabulary(cfg: WorldConfig | None = None) -> list[str]:
     return list(dict.fromkeys(words))
 
 
-def build_tokenizer(cfg: WorldConfig | None = None) -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(vocabulary(cfg))}
+def vocabulary_v2(cfg) -> list[str]:
+    """World v2's words: v1's kinds of word for its functions, `then`, and the v2 templates (with
+    digit and letter answers and attempts)."""
+    words: list[str] = list(SPECIAL)
+    words += [THINK, END_THINK, BOXED, CLOSE, ARROW, "solve", "x", "=", "then"]
+    words += [str(d) for d in range(10)]
+    words += list(VALUE_WORDS) + list(TARGET_WORDS)
+    words += [f"f{k}" for k in range(cfg.n_functions)]
+    for phrase, _ in cfg.doubts:
+        words += phrase.split()
+    words += list(EPISTEMIC_WORDS)
+    for template in CONTEXT_TEMPLATES_V2.values():
+        for a in [str(d) for d in range(10)] + list(VALUE_WORDS):
+            words += template.format(prompt="", answer=a, demo="", demo_answer="", feedback="", solution="",
+                                     attempt=a).split()
+    for text in FEEDBACK_TEXTS:
+        words += text.split()
+    words += _BOXED_SUFFIX.split()
+    return list(dict.fromkeys(words))
+
+
+def build_tokenizer(cfg=None) -> PreTrainedTokenizerFast:
+    """The word-level tokenizer of a world (v1 `WorldConfig` or v2 `WorldConfigV2`)."""
+    words = vocabulary_v2(cfg) if getattr(cfg, "version", 1) == 2 else vocabulary(cfg)
+    vocab = {w: i for i, w in enumerate(words)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     fast = PreTrainedTokenizerFast(
