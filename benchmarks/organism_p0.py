@@ -35,7 +35,8 @@ def main() -> None:
     model, tok, world = load_organism(path)
     t0 = time.perf_counter()
     result = p0_table(model, tok, world, n=args.n, seed=args.seed, keep_samples=True)
-    result["settings"].update({"path": str(path), "world_seed": world.cfg.seed, "seconds": round(time.perf_counter() - t0, 1),
+    result["settings"].update({"path": str(path), "world_seed": world.cfg.seed,
+                               "seconds": round(time.perf_counter() - t0, 1),
                                "fact_recall": fact_recall(model, tok, world)})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,8 @@ import yaml
 # The one home of every set of choices; the modules that implement them import these.
 
 CONTEXT_LEVELS = ("none", "feedback", "demo_answer", "demo", "answer", "solution", "feedback_attempt")
-"""Teacher context levels (feedback_attempt: "Your answer X is incorrect."). Append new levels at the end: guided samples of
-`sdlab info` / `sdlab sft` are seeded by a level's index here."""
+"""Teacher context levels (feedback_attempt: "Your answer X is incorrect."). Append new levels at
+the end: guided samples of `sdlab info` / `sdlab sft` are seeded by a level's index here."""
 ALGORITHMS = ("grpo", "sdpo")
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 SFT_LOSS_MODES = ("token-mean", "seq-mean-token-mean")

@@ -30,7 +30,8 @@ def test_default_model_is_a_small_standard_causal_lm():
     assert type(model).__name__ == "Qwen3ForCausalLM"
     assert 400_000 <= count_parameters(model) <= 2_000_000
     assert model.generation_config.eos_token_id == tok.eos_token_id
-    llama = build_model(TinyModelConfig(arch="llama", **TINY_MODEL), vocab_size=len(tok), pad_token_id=0, eos_token_id=1)
+    llama = build_model(TinyModelConfig(arch="llama", **TINY_MODEL), vocab_size=len(tok), pad_token_id=0,
+                        eos_token_id=1)
     assert type(llama).__name__ == "LlamaForCausalLM"
 
 
@@ -101,7 +102,7 @@ def test_loss_masks_prompts_and_padding():
             if "solve" in words:  # a problem document: the prompt is never a target
                 start = words.index("<think>") if "<think>" in words else None
                 if start is not None and "Correctly" not in words:
-                    assert all(l == -100 for l in row_labels[:start])
+                    assert all(label == -100 for label in row_labels[:start])
                     assert row_labels[start] == row_ids[start]
 
 

@@ -17,8 +17,8 @@ from sdlab.organism.corpus2 import context_fields, iter_docs_v2, sibling, unguid
 from sdlab.organism.information import exact_information, refuted_answers
 from sdlab.organism.tokenizer import build_tokenizer
 from sdlab.organism.world import TARGET_WORDS
+from sdlab.organism.world2 import SPLITS_V2, WorldConfigV2, WorldV2
 from sdlab.organism.world2 import parse_response_v2 as parse_response
-from sdlab.organism.world2 import SPLITS_V2, Task, WorldConfigV2, WorldV2
 from sdlab.organism.writer import EOS_WORD, Writer, knowledge_for, read_demo
 
 SMALL = dict(n_values=5, n_functions=12, n_heldout_functions=2, n_direct=0, n_search=10, n_rl=20, n_iid=10,
@@ -307,7 +307,8 @@ def test_exact_information_per_level(world):
     # (a few siblings are correct guesses, which show no witness)
     assert two["demo"]["I_witness"] > 0.95 * math.log(V) and two["demo_answer"]["I_witness"] == 0.0
     se = lambda a, b: 4 * math.hypot(a["I_trace_se"], b["I_trace_se"])  # noqa: E731
-    assert two["feedback_attempt"]["I_trace"] < two["demo_answer"]["I_trace"] - se(two["feedback_attempt"], two["demo_answer"])
+    fa, da = two["feedback_attempt"], two["demo_answer"]
+    assert fa["I_trace"] < da["I_trace"] - se(fa, da)
     assert abs(two["demo_answer"]["I_trace"] - two["answer"]["I_trace"]) < se(two["demo_answer"], two["answer"])
     # s verifies a known witness by looking up f_b first, which no unguided trace does: I = inf
     assert two["demo"]["I_trace"] == math.inf and two["demo"]["unsupported"] > 0.5
@@ -372,8 +373,8 @@ def test_teacher_prompts_are_the_engines(world):
                                         feedbacks=[fb or FEEDBACK_TEXTS[2], ""], attempts=[attempt, None])[0]
         assert engine.distilled and engine.text == text, level
     # feedback_attempt: only failures with an extracted answer are distilled
-    ctx = build_teacher_contexts("feedback_attempt", prompts=["q"] * 3, responses=["a", "b", "c"], rewards=[0.0, 0.0, 1.0],
-                                 group_ids=[0] * 3, answers=["5"] * 3, solutions=[None] * 3,
+    ctx = build_teacher_contexts("feedback_attempt", prompts=["q"] * 3, responses=["a", "b", "c"],
+                                 rewards=[0.0, 0.0, 1.0], group_ids=[0] * 3, answers=["5"] * 3, solutions=[None] * 3,
                                  feedbacks=[FEEDBACK_TEXTS[2], FEEDBACK_TEXTS[1], ""], attempts=["7", None, "5"])
     assert [c.distilled for c in ctx] == [True, False, False]
     assert "Your answer 7 is incorrect." in ctx[0].text
@@ -449,7 +450,8 @@ def test_p0_criteria_and_spearman():
         assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
     except ImportError:
         pass
-    good_two = {"none": {"I": 0, "length": 34, "epistemic": 3}, "feedback": {"I": 0.1, "length": 34.2, "epistemic": 3.01},
+    good_two = {"none": {"I": 0, "length": 34, "epistemic": 3},
+                "feedback": {"I": 0.1, "length": 34.2, "epistemic": 3.01},
                 "feedback_attempt": {"I": 0.2, "length": 33.9, "epistemic": 3.0},
                 "demo_answer": {"I": 1.0, "length": 27, "epistemic": 2.3}, "demo": {"I": 3.0, "length": 10},
                 "answer": {"I": 1.02, "length": 26.5, "epistemic": 2.2}}

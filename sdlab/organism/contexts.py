@@ -38,7 +38,8 @@ _INSTRUCTION = "\n\nCorrectly solve the original question."
 
 CONTEXT_TEMPLATES: dict[str, str] = {
     "none": "{prompt}",
-    "feedback": "{prompt}\nThe following is feedback from your unsuccessful earlier attempt:\n\n{feedback}" + _INSTRUCTION,
+    "feedback": ("{prompt}\nThe following is feedback from your unsuccessful earlier attempt:\n\n{feedback}"
+                 + _INSTRUCTION),
     "demo_answer": "{prompt}\nCorrect solution:\n\n{demo_answer}" + _INSTRUCTION,
     "demo": "{prompt}\nCorrect solution:\n\n{demo}" + _INSTRUCTION,
     "answer": "{prompt}\nThe correct final answer is {answer}." + _INSTRUCTION,

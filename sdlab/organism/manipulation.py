@@ -102,7 +102,8 @@ def p0_table(model, tokenizer, world, *, problems=None, n: int = 16, seed: int =
     # 1. unguided
     jobs = [(pi, j) for pi in range(len(problems)) for j in range(n)]
     rollouts, texts = generate([x_ids[pi] for pi, _ in jobs], [sample_seed(seed, 0, pi, j) for pi, j in jobs])
-    grades = grade_many(texts, [problems[pi].answer for pi, _ in jobs], "strict", truncated=[r.truncated for r in rollouts])
+    grades = grade_many(texts, [problems[pi].answer for pi, _ in jobs], "strict",
+                        truncated=[r.truncated for r in rollouts])
     unguided = {pi: [] for pi in range(len(problems))}
     for (pi, j), r, t, g in zip(jobs, rollouts, texts, grades):
         unguided[pi].append({"ids": list(r.response_ids), "text": t, "truncated": r.truncated, "grade": g})
@@ -152,8 +153,9 @@ def p0_table(model, tokenizer, world, *, problems=None, n: int = 16, seed: int =
                 r["I"] = 0.0
         else:
             with torch.no_grad():
-                scores = context_logratios(model, tokenizer, [x_ids[r["pi"]] for r in rows], [r["ctx_ids"] for r in rows],
-                                           [r["ids"] for r in rows], epistemic_ids=None, batch_size=score_batch_size,
+                scores = context_logratios(model, tokenizer, [x_ids[r["pi"]] for r in rows],
+                                           [r["ctx_ids"] for r in rows], [r["ids"] for r in rows],
+                                           epistemic_ids=None, batch_size=score_batch_size,
                                            cache=cache)
             for r, s in zip(rows, scores):
                 r["I"] = s.total
@@ -163,7 +165,8 @@ def p0_table(model, tokenizer, world, *, problems=None, n: int = 16, seed: int =
             r["length"] = len(r["ids"])
             r["epistemic"] = epi(r["text"])
             r["accuracy"] = float(bool(r["correct"]))
-            r["refuted_boxed"] = float(boxed is not None and boxed in refuted_answers(world, task, r["text"], r["attempt"]))
+            refuted = refuted_answers(world, task, r["text"], r["attempt"])
+            r["refuted_boxed"] = float(boxed is not None and boxed in refuted)
             r["truncated"] = float(r["truncated"])
             r["two_step"] = task.two_step
         per_response[level] = rows
@@ -193,7 +196,8 @@ def p0_table(model, tokenizer, world, *, problems=None, n: int = 16, seed: int =
         out["kinds"][kind] = {"problems": len(sel), "levels": {}, "_per_problem": table, "_boots": boots}
         for level in levels:
             out["kinds"][kind]["levels"][level] = {
-                m: {"mean": float(table[level][m].mean()), "ci95": _ci(table[level][m][boots].mean(1))} for m in METRICS}
+                m: {"mean": float(table[level][m].mean()), "ci95": _ci(table[level][m][boots].mean(1))}
+                for m in METRICS}
     # 6. exact values from the generator on the same problems
     tasks = [world.task(problems[pi]) for pi in keep]
     out["exact"] = exact_table(world, tasks, levels, samples=exact_samples, seed=seed)
@@ -298,7 +302,7 @@ def p0_criteria(result: dict) -> list[dict]:
                             "CI of ratio in [1/1.1, 1.1]", ci[0] >= 1 / 1.1 and ci[1] <= 1.1)
     # refuted boxes, both kinds pooled
     for level in ("feedback", "feedback_attempt"):
-        vals, idx = [], []
+        vals = []
         for kind in ("two", "one"):
             k = result["kinds"].get(kind)
             if k is not None and "_per_problem" in k and level in k["_per_problem"]:
@@ -308,7 +312,8 @@ def p0_criteria(result: dict) -> list[dict]:
             rng = np.random.default_rng(0)
             b = allv[rng.integers(0, len(allv), size=(2000, len(allv)))].mean(1)
             ci = _ci(b)
-            add(f"{level}: share of responses boxing a refuted candidate <= 5%", allv.mean(), ci, "CI <= 0.05", ci[1] <= 0.05)
+            add(f"{level}: share of responses boxing a refuted candidate <= 5%", allv.mean(), ci, "CI <= 0.05",
+                ci[1] <= 0.05)
     return crits
 
 
@@ -319,7 +324,8 @@ def format_p0(result: dict) -> str:
         ex = result.get("exact", {}).get(kind, {})
         lines.append(f"\n**{'two' if kind == 'two' else 'one'}-step problems** ({k['problems']} problems, "
                      f"{result['settings']['n']} samples each per level)\n")
-        lines.append("| level | I measured (nats) | I exact | I_answer | length | epistemic | accuracy | refuted boxed | truncated |")
+        lines.append("| level | I measured (nats) | I exact | I_answer | length | epistemic | accuracy | "
+                     "refuted boxed | truncated |")
         lines.append("|---|---|---|---|---|---|---|---|---|")
         for level, r in k["levels"].items():
             e = ex.get(level, {})
@@ -327,13 +333,14 @@ def format_p0(result: dict) -> str:
             ie = e.get("I_trace", float("nan"))
             ie = "inf" if ie == math.inf else f"{ie:.2f}"
             lines.append(f"| {level} | {cell('I', '.2f')} | {ie} | "
-                         f"{e.get('I_answer', float('nan')):.2f} | {cell('length', '.1f')} | {cell('epistemic', '.2f')} | "
-                         f"{r['accuracy']['mean']:.2f} | {r['refuted_boxed']['mean']:.3f} | {r['truncated']['mean']:.2f} |")
+                         f"{e.get('I_answer', float('nan')):.2f} | {cell('length', '.1f')} | "
+                         f"{cell('epistemic', '.2f')} | {r['accuracy']['mean']:.2f} | "
+                         f"{r['refuted_boxed']['mean']:.3f} | {r['truncated']['mean']:.2f} |")
     lines.append("\n| P0 criterion | value | 95% CI | wanted | holds |")
     lines.append("|---|---|---|---|---|")
     for c in result["criteria"]:
-        lines.append(f"| {c['criterion']} | {c['value']:.3f} | [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] | {c['wanted']} | "
-                     f"{'yes' if c['holds'] else '**no**'} |")
+        lines.append(f"| {c['criterion']} | {c['value']:.3f} | [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] | "
+                     f"{c['wanted']} | {'yes' if c['holds'] else '**no**'} |")
     return "\n".join(lines)
 
 

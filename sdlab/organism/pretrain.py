@@ -227,8 +227,9 @@ def resolve_configs(world_cfg=None, model_cfg=None, train_cfg=None):
     return world_cfg, model_cfg, train_cfg
 
 
-def pretrain(world_cfg: WorldConfig | WorldConfigV2 | dict | None = None, model_cfg: TinyModelConfig | dict | None = None,
-             train_cfg: TrainConfig | dict | None = None, cache_dir: str | Path | None = None,
+def pretrain(world_cfg: WorldConfig | WorldConfigV2 | dict | None = None,
+             model_cfg: TinyModelConfig | dict | None = None, train_cfg: TrainConfig | dict | None = None,
+             cache_dir: str | Path | None = None,
              device: str = "cpu", progress: bool = True, use_shipped: bool = True) -> Path:
     """Path of the pretrained organism for these configs: the cached folder; else a base shipped in
     the package for exactly these configs (verified by sha256, copied into the cache); else

@@ -71,7 +71,8 @@ def summarize(world: World, samples: Sequence[Sample]) -> dict[str, Any]:
     n = len(samples)
     parsed = [parse_response(s.text) for s in samples]
     checks = [c for p in parsed for c in p.checks]
-    good = sum(1 for k, x, v in checks if k < world.cfg.n_functions and x < world.cfg.n_values and world.fact(k, x) == v)
+    good = sum(1 for k, x, v in checks
+               if k < world.cfg.n_functions and x < world.cfg.n_values and world.fact(k, x) == v)
     repeats = sum(len(p.checks) - len({x for _, x, _ in p.checks}) for p in parsed)
     # decisions after a check: did the trace stop exactly when the value matched the target?
     stop_ok = missed = 0
@@ -123,7 +124,8 @@ def probe(model, tokenizer, world: World, *, samples: int = 4, seed: int = 0, n_
     rl = world.rl_pool()[:n_rl]
     direct = world.problems("direct")
     results: dict[str, Any] = {"fact_recall": fact_recall(model, tokenizer, world)}
-    results["ood"] = summarize(world, generate(model, tokenizer, world, [(p, p.prompt) for p in ood], samples, seed=seed))
+    ood_samples = generate(model, tokenizer, world, [(p, p.prompt) for p in ood], samples, seed=seed)
+    results["ood"] = summarize(world, ood_samples)
     rl_samples = generate(model, tokenizer, world, [(p, p.prompt) for p in rl], samples, seed=seed + 1)
     results["rl"] = summarize(world, rl_samples)
     results["direct"] = summarize(world, generate(model, tokenizer, world, [(p, p.prompt) for p in direct], samples,

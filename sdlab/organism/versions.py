@@ -71,7 +71,7 @@ def default_model_config(version: int, overrides: dict | None = None) -> TinyMod
 
 
 def default_train_config(version: int, overrides: dict | None = None):
-    from .pretrain import TrainConfig, V2_TRAIN
+    from .pretrain import V2_TRAIN, TrainConfig
 
     if version == 1:
         return TrainConfig.from_dict(overrides)

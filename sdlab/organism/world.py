@@ -3,10 +3,10 @@
 A world holds K hidden functions f0 .. f{K-1}, each a random permutation of 0 .. V-1
 (V = `n_values` <= 10). Arguments are digit words, values are written as the letters a..j and
 targets in problems as the capitals A..J (value 4 is `e` in a fact, `E` in a problem): the model
-learns `f7 3 > e` (f7(3) = 4) as a fact, and `solve f7 x = E` asks for the x with f7(x) = 4. Checking a candidate is one fact look-up; answering
-directly needs the inverse, which exists in the model only for problems whose answer it has
-memorised. Every (k, y) pair is one problem; the pairs are shuffled once and cut into disjoint
-splits:
+learns `f7 3 > e` (f7(3) = 4) as a fact, and `solve f7 x = E` asks for the x with f7(x) = 4.
+Checking a candidate is one fact look-up; answering directly needs the inverse, which exists in
+the model only for problems whose answer it has memorised. Every (k, y) pair is one problem; the
+pairs are shuffled once and cut into disjoint splits:
 
   direct  answered directly (memorised inverse) in pretraining
   search  seen in pretraining with search traces, confident guesses and context-conditioned traces
@@ -218,7 +218,9 @@ def parse_response(text: str) -> ParsedResponse:
     current: list[str] = []
     while ok and i < len(words) and words[i] != END_THINK:
         m = _FN.match(words[i])
-        if m and i + 3 < len(words) and _DIGIT.match(words[i + 1]) and words[i + 2] == ARROW and _VALUE.match(words[i + 3]):
+        is_check = (m and i + 3 < len(words) and _DIGIT.match(words[i + 1]) and words[i + 2] == ARROW
+                    and _VALUE.match(words[i + 3]))
+        if is_check:
             if checks or current:
                 doubts.append(" ".join(current))
             current = []

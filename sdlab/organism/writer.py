@@ -30,9 +30,10 @@ every value not refuted. The policy, from the start of a trace (`<think>`):
 A trace that has started checking continues until it hits (the verify decision is taken once, at the
 start); a writer that knows the witness and finds itself after failed checks (someone else's
 prefix) checks the witness next, without a doubt phrase (its one live candidate), and finishes as
-after any hit. So the second look-up (`then fb x > v`) only ever follows a hit or `<think>`. A continuation of someone else's prefix (failed checks, as in the student's own responses)
-starts from the state the prefix leaves: live candidates minus the ones it checked, after a failed
-check or after a doubt phrase. Nothing ever checks a refuted or already-checked candidate, boxes a
+after any hit. So the second look-up (`then fb x > v`) only ever follows a hit or `<think>`.
+A continuation of someone else's prefix (failed checks, as in the student's own responses) starts
+from the state the prefix leaves: live candidates minus the ones it checked, after a failed check
+or after a doubt phrase. Nothing ever checks a refuted or already-checked candidate, boxes a
 refuted answer, or ignores a check's result.
 
 `sample` draws a trace; `logprob` is the exact log-probability of any word sequence (a complete
@@ -48,7 +49,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .world import ARROW, BOXED, CLOSE, END_THINK, THINK, value_word
-from .world2 import THEN, Task, WorldV2, parse_response_v2 as parse_response
+from .world2 import THEN, Task, WorldV2
+from .world2 import parse_response_v2 as parse_response
 
 __all__ = ["EOS_WORD", "Knowledge", "Writer", "knowledge_for", "read_demo"]
 
