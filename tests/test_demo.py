@@ -13,7 +13,7 @@ def test_demo_smoke(tmp_path, monkeypatch):
                "data.coverage=8", "rollout.n=4", "eval.limit=6", "eval.n=1"])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["schema"] == "sdlab.demo/v1"
+    assert summary["schema"] == "sdlab.demo/v2"
     res = summary["results"]["8"]
     assert set(res) == {"base", "grpo", "sdpo"}
     for alg in ("base", "grpo", "sdpo"):
@@ -68,3 +68,26 @@ def test_a_failed_run_is_recorded_and_the_demo_exits_1_without_a_summary(tmp_pat
     capsys.readouterr()
     assert main(["demo", "--seeds", "2", "--coverage", "8", "--out", str(out), "--steps", "7"]) == 2
     assert calls == [] and "made with other settings" in capsys.readouterr().err
+
+
+def test_checks_pass_only_when_the_whole_ci_is_on_the_predicted_side():
+    from sdlab.experiments.demo import _checks
+
+    def row(acc, ood, length, epi):
+        return {"in_domain_accuracy": acc, "ood_accuracy": ood, "response_length": length, "epistemic": epi}
+
+    base = {s: row(0.10, 0.20, 16.0, 1.6) for s in ("0", "1", "2")}
+    # SDPO: in-domain +8 points on average but one seed below base (the CI straddles 0): FAIL;
+    # epistemic and length fall on every seed (tight CIs): pass
+    sdpo = {"0": row(0.30, 0.10, 8.0, 0.0), "1": row(0.02, 0.09, 8.2, 0.01), "2": row(0.12, 0.11, 8.1, 0.0)}
+    checks = {c["check"].split(" ", 1)[1]: c for c in _checks({32: {"base": base, "sdpo": sdpo}})}
+    in_dom = checks["SDPO in-domain accuracy minus base (points)"]
+    assert in_dom["value"] > 0 and in_dom["ci95"][0] < 0 and not in_dom["passed"]
+    assert {s: round(v, 6) for s, v in in_dom["per_seed"].items()} == {"0": 20.0, "1": -8.0, "2": 2.0}
+    assert checks["SDPO epistemic words vs base (relative change)"]["passed"]
+    assert checks["SDPO response length vs base (relative change)"]["passed"]
+    assert checks["SDPO OOD accuracy vs base (relative change)"]["passed"]
+    assert not any(name.startswith("GRPO") for name in checks)
+    # one seed: no interval, so no claim can pass
+    one = _checks({8: {"base": {"0": base["0"]}, "sdpo": {"0": sdpo["0"]}}})
+    assert one and not any(c["passed"] for c in one)

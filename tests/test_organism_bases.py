@@ -1,5 +1,5 @@
 """Shipped organism bases: manifest, sha256 verification, install into the cache, and the bases
-committed in the package (their keys are the default v2 worlds')."""
+committed in the package (their keys are the default worlds')."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 
 from sdlab.organism import bases
 from sdlab.organism import pretrain as pretrain_mod
-from sdlab.organism.pretrain import pretrain
+from sdlab.organism.pretrain import load_organism, organism_key, pretrain, resolve_configs
 
 TINY_MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2, "num_kv_heads": 2}
 TINY_TRAIN = {"steps": 4, "tokens_per_batch": 256, "warmup_steps": 1}
+SHIPPED_WORLD_SEEDS = (0, 1)  # the two v2 worlds of docs/organism.md ("World v2")
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +49,29 @@ def test_ship_install_verify_and_tamper(tiny, tmp_path, monkeypatch):
     with pytest.raises(bases.ShippedBaseError):
         bases.install_shipped(tiny.name, tmp_path / "other", shipped_dir=shipped)
     assert not (tmp_path / "other").exists()
+
+
+def test_committed_bases_are_the_default_worlds():
+    keys = bases.shipped_keys()
+    want = {organism_key(*resolve_configs({"version": 2, "seed": s})) for s in SHIPPED_WORLD_SEEDS}
+    want.add(organism_key(*resolve_configs({})))  # the demo's world: v1, seed 0
+    assert want <= set(keys), f"shipped {keys}, default v2 worlds {sorted(want)}"
+    total = 0
+    for key in keys:
+        folder = bases.shipped_path(key)
+        manifest = bases.verify(folder)  # every byte as committed
+        meta = json.loads((folder / "organism.json").read_text())
+        assert meta["key"] == key == organism_key(*resolve_configs(meta["world"], meta["model"], meta["train"]))
+        size = sum(f["bytes"] for f in manifest["files"].values())
+        assert size < 8_000_000, (key, size)  # a few MB each
+        total += size
+    assert total < 20_000_000
+
+
+def test_default_v2_world_loads_from_the_shipped_base_without_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrain_mod, "_train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    path = pretrain({"version": 2, "seed": 1}, cache_dir=tmp_path, progress=False)
+    model, tok, world = load_organism(path)
+    assert world.cfg.seed == 1 and world.version == 2
+    shipped = bases.shipped_path(path.name) / "model.safetensors"
+    assert (path / "model.safetensors").read_bytes() == shipped.read_bytes()

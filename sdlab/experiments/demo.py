@@ -13,7 +13,7 @@ a `status.json`; calling the demo again skips finished runs and resumes interrup
 that fails is recorded there and the others go on; then `run_demo` raises `DemoRunsFailed` (naming
 the failed runs) instead of summarizing an incomplete grid.
 
-summary.json (schema "sdlab.demo/v1"):
+summary.json (schema "sdlab.demo/v2"; v1 judged the checks on means alone):
   settings          the command's options and the resolved base config
   world             the organism's world parameters and split sizes
   results[coverage][algorithm][seed] = {
@@ -23,7 +23,8 @@ summary.json (schema "sdlab.demo/v1"):
       in_domain_response_length, in_domain_epistemic, steps_to_90_in_domain
   }                                          # algorithm "base" = the step-0 evaluation
   aggregate[coverage][algorithm][metric] = {mean, ci95: [low, high], n}
-  checks            the issue's claims evaluated on these numbers (value, threshold, passed)
+  checks            the study's claims (`CHECKS`): value (mean over seeds), ci95, per_seed,
+                    threshold, passed (only if the whole CI is on the predicted side)
   timing            seconds: pretraining, training, total
 """
 
@@ -147,7 +148,7 @@ def run_demo(out: str | Path = "runs/demo", *, config: str | Path | None = None,
     results = {cov: _collect(run_dirs, cov, algorithms, seeds) for cov in grid.coverages}
     world = organism_world(grid.base.organism)
     summary = {
-        "schema": "sdlab.demo/v1",
+        "schema": "sdlab.demo/v2",
         "settings": {"seeds": seeds, "steps": steps, "coverage": grid.coverages, "teacher_context": teacher_context,
                      "algorithms": algorithms, "eval_every": grid.eval_every, "device": device,
                      "config": yaml.safe_load(grid.config_path.read_text()), "overrides": list(overrides)},
@@ -155,7 +156,7 @@ def run_demo(out: str | Path = "runs/demo", *, config: str | Path | None = None,
         "results": {str(c): r for c, r in results.items()},
         "aggregate": {str(c): _aggregate(r) for c, r in results.items()},
     }
-    summary["checks"] = _checks(summary["aggregate"], results)
+    summary["checks"] = _checks(results)
     summary["timing"] = {"pretrain_seconds": round(t_pretrain, 1), "train_seconds": round(t_train, 1),
                          "total_seconds": round(time.perf_counter() - t_start, 1)}
     from .report import build_report
@@ -184,10 +185,13 @@ def _checks_section(summary: dict):
     from .report import Section
 
     rows = "".join(
-        f"<tr><td>{html.escape(c['check'])}</td><td>{c['value']:.3f}</td><td>{html.escape(c['threshold'])}</td>"
+        f"<tr><td>{html.escape(c['check'])}</td><td>{c['value']:.3f}</td><td>[{c['ci95'][0]:.3f}, "
+        f"{c['ci95'][1]:.3f}]</td><td>CI {html.escape(c['threshold'])}</td>"
         f"<td>{'pass' if c['passed'] else '<b>FAIL</b>'}</td></tr>" for c in summary["checks"])
     t = summary["timing"]
-    body = (f"<table><tr><th>claim</th><th>measured</th><th>wanted</th><th></th></tr>{rows}</table>"
+    body = (f"<table><tr><th>claim (mean over seeds)</th><th>measured</th><th>95% CI</th><th>wanted</th><th></th>"
+            f"</tr>{rows}</table><p>A claim passes only if its whole confidence interval lies on the predicted "
+            f"side.</p>"
             f"<p>Pretraining {t['pretrain_seconds']} s, training and evaluation {t['train_seconds']} s, "
             f"total {t['total_seconds']} s.</p>")
     return Section(id="claims", title="The study's claims on the organism", blocks=[body])
@@ -250,37 +254,44 @@ def _aggregate(results: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]
     return agg
 
 
-def _checks(aggregate: dict[str, Any], results) -> list[dict[str, Any]]:
-    """The issue's expectations, evaluated honestly on the measured means."""
-    import operator
+CHECKS = (
+    # (arm, claim, per-seed value from (arm, base) results of one seed, operator, bound)
+    ("sdpo", "SDPO epistemic words vs base (relative change)",
+     lambda a, b: _rel(a["epistemic"], b["epistemic"]), "<=", -0.80),
+    ("sdpo", "SDPO response length vs base (relative change)",
+     lambda a, b: _rel(a["response_length"], b["response_length"]), "<=", -0.40),
+    ("sdpo", "SDPO in-domain accuracy minus base (points)",
+     lambda a, b: 100 * (a["in_domain_accuracy"] - b["in_domain_accuracy"]), ">", 0.0),
+    ("sdpo", "SDPO OOD accuracy vs base (relative change)",
+     lambda a, b: _rel(a["ood_accuracy"], b["ood_accuracy"]), "<=", -0.25),
+    ("grpo", "GRPO OOD accuracy minus base (points)",
+     lambda a, b: 100 * (a["ood_accuracy"] - b["ood_accuracy"]), ">=", -2.0),
+    ("grpo", "GRPO epistemic words minus base",
+     lambda a, b: a["epistemic"] - b["epistemic"], ">=", 0.0),
+)
+"""The study's claims as the demo tests them. A claim is judged on its 95% t-interval over seeds
+(each seed's arm against the same seed's step-0 evaluation of the base): it passes only if the
+whole interval lies on the predicted side of the bound, so a mean that happens to cross the bound
+with an interval that straddles it is a FAIL, not a pass. With one seed there is no interval and
+no claim passes."""
 
-    ops = {"<=": operator.le, ">=": operator.ge, ">": operator.gt}
+
+def _checks(results: dict[int, dict[str, dict[str, dict]]]) -> list[dict[str, Any]]:
+    from ..analysis.stats import mean_ci_t
+
     checks = []
-
-    def add(name: str, value: float, threshold: str) -> None:  # threshold "<op> <number>" is the test
-        op, bound = threshold.split()
-        checks.append({"check": name, "value": value, "threshold": threshold,
-                       "passed": bool(ops[op](value, float(bound)))})
-
-    for cov, agg in aggregate.items():
-        if "base" not in agg:
-            continue
-        b = {m: agg["base"][m]["mean"] for m in agg["base"]}
-        if "sdpo" in agg:
-            s = {m: agg["sdpo"][m]["mean"] for m in agg["sdpo"]}
-            add(f"|D|={cov} SDPO epistemic words vs base (relative change)", _rel(s["epistemic"], b["epistemic"]),
-                "<= -0.80")
-            add(f"|D|={cov} SDPO response length vs base (relative change)",
-                _rel(s["response_length"], b["response_length"]), "<= -0.40")
-            add(f"|D|={cov} SDPO in-domain accuracy minus base", s["in_domain_accuracy"] - b["in_domain_accuracy"],
-                "> 0")
-            add(f"|D|={cov} SDPO OOD accuracy vs base (relative change)", _rel(s["ood_accuracy"], b["ood_accuracy"]),
-                "<= -0.25")
-        if "grpo" in agg:
-            g = {m: agg["grpo"][m]["mean"] for m in agg["grpo"]}
-            add(f"|D|={cov} GRPO OOD accuracy minus base (points)", 100 * (g["ood_accuracy"] - b["ood_accuracy"]),
-                ">= -2")
-            add(f"|D|={cov} GRPO epistemic words minus base", g["epistemic"] - b["epistemic"], ">= 0")
+    for cov, res in results.items():
+        base = res.get("base", {})
+        for arm, claim, value, op, bound in CHECKS:
+            if arm not in res:
+                continue
+            seeds = sorted(set(res[arm]) & set(base), key=int)
+            per_seed = [value(res[arm][s], base[s]) for s in seeds]
+            mean, lo, hi = mean_ci_t(per_seed)
+            passed = {"<=": hi <= bound, ">=": lo >= bound, ">": lo > bound}[op]  # False when the CI is nan
+            checks.append({"check": f"|D|={cov} {claim}", "value": mean, "ci95": [lo, hi],
+                           "per_seed": dict(zip(seeds, per_seed)), "threshold": f"{op} {bound:g}",
+                           "rule": "the whole 95% CI on the predicted side", "passed": bool(passed)})
     return checks
 
 
@@ -304,7 +315,8 @@ def format_summary(summary: dict) -> str:
             lines.append(f"{alg:<6}" + "".join(cells))
     lines.append("")
     for c in summary["checks"]:
-        lines.append(f"[{'pass' if c['passed'] else 'FAIL'}] {c['check']}: {c['value']:.3f} (want {c['threshold']})")
+        lines.append(f"[{'pass' if c['passed'] else 'FAIL'}] {c['check']}: {c['value']:.3f} "
+                     f"[{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}] (want the CI {c['threshold']})")
     t = summary["timing"]
     lines.append(f"\ntime: pretraining {t['pretrain_seconds']}s, training+eval {t['train_seconds']}s, "
                  f"total {t['total_seconds']}s")

@@ -85,8 +85,9 @@ def default_cache_dir() -> Path:
     return Path(base) / "sdlab" / "organism"
 
 
-V2_TRAIN = TrainConfig(steps=2400)
-"""World v2's default pretraining (longer documents and two kinds of problem need more steps)."""
+V2_TRAIN = TrainConfig(steps=4800)
+"""World v2's default pretraining: variant d of docs/organism.md ("World v2"), the design chosen by
+the pre-registered stopping rule (2 layers, 4,800 steps; two kinds of problem need more steps)."""
 
 
 def organism_key(world_cfg: WorldConfig | WorldConfigV2, model_cfg: TinyModelConfig, train_cfg: TrainConfig) -> str:
