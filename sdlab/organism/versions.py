@@ -61,7 +61,8 @@ def iter_world_docs(world, seed: int = 0) -> Iterator:
 
 
 V2_MODEL = TinyModelConfig()
-"""World v2's default tiny model (the v1 architecture unless a revision says otherwise)."""
+"""World v2's default tiny model: the v1 architecture (2 layers), variant d of docs/organism.md
+("World v2"), chosen by the pre-registered stopping rule over the 3-layer variant e."""
 
 
 def default_model_config(version: int, overrides: dict | None = None) -> TinyModelConfig:
