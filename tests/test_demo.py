@@ -31,6 +31,28 @@ def test_demo_smoke(tmp_path, monkeypatch):
                  "data.coverage=8", "rollout.n=4", "eval.limit=6", "eval.n=1"]) == 0
 
 
+
+def test_demo_crosses_world_seeds(tmp_path, monkeypatch):
+    """--world-seed 0,1: every seed on every world, one base per world, (world, seed) pairs pooled."""
+    monkeypatch.setenv("SDLAB_ORGANISM_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    rc = main(["demo", "--seeds", "2", "--steps", "1", "--eval-every", "1", "--world-seed", "0,1",
+               "--algorithms", "sdpo", "--out", str(out), "organism.pretrain.steps=10",
+               "organism.pretrain.tokens_per_batch=512", "data.train_batch_size=4", "data.coverage=8", "rollout.n=2",
+               "eval.limit=4", "eval.n=1"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["world_seeds"] == [0, 1]
+    res = summary["results"]["8"]
+    units = {"w0-s0", "w0-s1", "w1-s0", "w1-s1"}
+    assert set(res["sdpo"]) == set(res["base"]) == units
+    assert summary["aggregate"]["8"]["sdpo"]["ood_accuracy"]["n"] == 4
+    assert all(set(c["per_seed"]) == units for c in summary["checks"])
+    for w in (0, 1):  # each world's runs train on that world
+        cfg = (out / "runs" / f"w{w}" / "cov8" / "sdpo-s0" / "config.yaml").read_text()
+        assert f"seed: {w}" in cfg.split("organism:", 1)[1]
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # two bases, one per world
+
 def test_a_failed_run_is_recorded_and_the_demo_exits_1_without_a_summary(tmp_path, monkeypatch, capsys):
     """The demo runs its grid through the sweep runner: a failed run does not stop the others, is
     recorded in its status.json, and the demo then exits 1 naming it instead of summarizing."""

@@ -8,14 +8,18 @@ import argparse
 import sys
 from pathlib import Path
 
+from .options import int_list
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default: the config's)")
-    p.add_argument("--coverage", default=None, help="task coverage |D|, or a comma list for a sweep (e.g. 8,32,200)")
-    p.add_argument("--world-seed", type=int, default=None,
-                   help="the organism's world seed (organism.seed; default: the config's, 0): rerun the demo "
-                        "on a world nobody tuned on (its base is pretrained once, ~4 min on one core, then cached)")
+    p.add_argument("--coverage", type=int_list, default=None,
+                   help="task coverage |D|, or a comma list for a sweep (e.g. 8,32,200)")
+    p.add_argument("--world-seed", type=int_list, default=None,
+                   help="the organism's world seed(s) (organism.seed; default: the config's, 0): another world "
+                        "reruns the demo on a world nobody tuned on (its base is pretrained once, ~4 min on one core); "
+                        "a comma list (0,1) runs every seed on every world and pools the (world, seed) pairs")
     p.add_argument("--teacher-context", default="answer", help="SDPO teacher context level")
     p.add_argument("--algorithms", default="grpo,sdpo")
     p.add_argument("--eval-every", type=int, default=None)
@@ -31,14 +35,13 @@ def run(args) -> int:
     from ..experiments.demo import DemoRunsFailed, format_summary, run_demo
     from ..experiments.sweep import sigterm_as_interrupt
 
-    world = [] if args.world_seed is None else [f"organism.seed={args.world_seed}"]
     try:
         with sigterm_as_interrupt():  # `kill` stops the runs like Ctrl-C does (they stay resumable)
             summary = run_demo(args.out, config=args.config, seeds=args.seeds, steps=args.steps,
-                               coverages=[int(c) for c in str(args.coverage).split(",")] if args.coverage else None,
+                               coverages=args.coverage,
                                algorithms=[a for a in args.algorithms.split(",") if a], eval_every=args.eval_every,
                                teacher_context=args.teacher_context, device=args.device, jobs=args.jobs,
-                               overrides=list(args.overrides) + world)
+                               overrides=list(args.overrides), world_seeds=args.world_seed)
     except DemoRunsFailed as e:
         print(f"sdlab demo: {e}", file=sys.stderr)
         return 1

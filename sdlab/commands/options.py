@@ -25,3 +25,11 @@ def add_prompt_options(p: argparse.ArgumentParser) -> None:
     thinking = p.add_mutually_exclusive_group()
     thinking.add_argument("--enable-thinking", dest="enable_thinking", action="store_true", default=None)
     thinking.add_argument("--no-thinking", dest="enable_thinking", action="store_false")
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type of a comma list of integers ("8,32,200"): a bad item is a usage error naming it."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None

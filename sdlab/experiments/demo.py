@@ -15,8 +15,8 @@ the failed runs) instead of summarizing an incomplete grid.
 
 summary.json (schema "sdlab.demo/v2"; v1 judged the checks on means alone):
   settings          the command's options and the resolved base config
-  world             the organism's world parameters and split sizes
-  results[coverage][algorithm][seed] = {
+  world             the organism's world parameters and split sizes (the first world seed's)
+  results[coverage][algorithm][unit] = {   # unit: a seed "0", or "w1-s0" with several worlds
       in_domain_accuracy, ood_accuracy,      # final evaluation, fraction correct (avg@n)
       response_length,                       # mean tokens per OOD evaluation response
       epistemic,                             # mean epistemic words per OOD response (study's rule)
@@ -65,39 +65,50 @@ class DemoGrid:
     steps: int
     eval_every: int
     runs: list[RunSpec]
-    """coverage x seed x algorithm, in the order they run."""
+    """world x coverage x seed x algorithm, in the order they run."""
+    world_seeds: list[int | None]
+    """The world seeds (`[None]`: the config's world)."""
 
 
 def demo_grid(out: str | Path, *, config: str | Path | None = None, coverages: Sequence[int] | None = None,
               algorithms: Sequence[str] = ("grpo", "sdpo"), seeds: int = 3, steps: int | None = None,
               eval_every: int | None = None, teacher_context: str = "answer", device: str = "cpu",
-              overrides: Sequence[str] = ()) -> DemoGrid:
-    """The demo's runs, every config validated: the base config with `overrides`, then the demo's keys."""
+              overrides: Sequence[str] = (), world_seeds: Sequence[int] | None = None) -> DemoGrid:
+    """The demo's runs, every config validated: the base config with `overrides`, then the demo's keys.
+    `world_seeds`: the organism's world seeds (default: the config's world); with more than one, every
+    seed runs on every world (runs `<out>/runs/w<W>/cov<|D|>/...`) and each (world, seed) pair is one
+    unit of the statistics, so the intervals include the spread between worlds and their bases."""
     config_path = Path(config or REPO_CONFIG)
     base = load_config(config_path, list(overrides) + [f"model.device={device}"])
     coverages = list(coverages) if coverages else [base.data.coverage]
     steps = steps or base.steps
     eval_every = eval_every or base.eval.every or max(1, steps // 5)
+    worlds = list(world_seeds) if world_seeds else [None]
     runs = []
-    for cov in coverages:
-        for seed in range(seeds):
-            for alg in algorithms:
-                name = f"cov{cov}/{alg}-s{seed}"
-                run_dir = Path(out) / "runs" / name
-                settings = {"model.device": device, "algorithm": alg, "teacher_context": teacher_context, "seed": seed,
-                            "steps": steps, "data.coverage": cov, "eval.every": eval_every,
-                            "output_dir": str(run_dir), "logging.progress": "false"}
-                cfg = load_config(config_path, list(overrides) + [f"{k}={v}" for k, v in settings.items()])
-                values = {"data.coverage": cov, "seed": seed, "algorithm": alg}
-                runs.append(RunSpec(name=name, dir=run_dir, values=values, settings=settings, config=cfg))
-    return DemoGrid(config_path, base, coverages, steps, eval_every, runs)
+    for world in worlds:
+        for cov in coverages:
+            for seed in range(seeds):
+                for alg in algorithms:
+                    name = (f"w{world}/" if len(worlds) > 1 else "") + f"cov{cov}/{alg}-s{seed}"
+                    run_dir = Path(out) / "runs" / name
+                    settings = {"model.device": device, "algorithm": alg, "teacher_context": teacher_context,
+                                "seed": seed, "steps": steps, "data.coverage": cov, "eval.every": eval_every,
+                                "output_dir": str(run_dir), "logging.progress": "false"}
+                    if world is not None:
+                        settings["organism.seed"] = world
+                    cfg = load_config(config_path, list(overrides) + [f"{k}={v}" for k, v in settings.items()])
+                    values = {"data.coverage": cov, "seed": seed, "algorithm": alg}
+                    if len(worlds) > 1:
+                        values["organism.seed"] = world
+                    runs.append(RunSpec(name=name, dir=run_dir, values=values, settings=settings, config=cfg))
+    return DemoGrid(config_path, base, coverages, steps, eval_every, runs, worlds)
 
 
 def run_demo(out: str | Path = "runs/demo", *, config: str | Path | None = None,
              coverages: Sequence[int] | None = None, algorithms: Sequence[str] = ("grpo", "sdpo"), seeds: int = 3,
              steps: int | None = None, eval_every: int | None = None, teacher_context: str = "answer",
              device: str = "cpu", jobs: int | None = None, overrides: Sequence[str] = (), progress: bool = True,
-             log: Callable[[str], None] | None = None) -> dict[str, Any]:
+             log: Callable[[str], None] | None = None, world_seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """Pretrain (cached), run the grid, evaluate, write `<out>/summary.json` and `<out>/report.html`;
     returns the summary. `jobs`: runs at a time (default: one per CPU core on cpu, 1 on a GPU);
     `log`: the runner's line per run start and end (default: above the progress bar, on stderr).
@@ -112,7 +123,8 @@ def run_demo(out: str | Path = "runs/demo", *, config: str | Path | None = None,
     out.mkdir(parents=True, exist_ok=True)
     algorithms = list(algorithms)
     grid = demo_grid(out, config=config, coverages=coverages, algorithms=algorithms, seeds=seeds, steps=steps,
-                     eval_every=eval_every, teacher_context=teacher_context, device=device, overrides=overrides)
+                     eval_every=eval_every, teacher_context=teacher_context, device=device, overrides=overrides,
+                     world_seeds=world_seeds)
     runs, steps = grid.runs, grid.steps
     changed = [p.run.name for p in plan(runs) if p.action == "skip" and p.note]
     if changed:  # finished with other settings: summarizing them would mix two experiments
@@ -121,7 +133,8 @@ def run_demo(out: str | Path = "runs/demo", *, config: str | Path | None = None,
                           "use another --out or delete them")
 
     t0 = time.perf_counter()
-    organism_base_path(grid.base.organism)  # pretrain once (cached by hash)
+    for world in grid.world_seeds:  # pretrain once per world (shipped, or cached by hash)
+        organism_base_path(_world_organism(grid.base.organism, world))
     t_pretrain = time.perf_counter() - t0
 
     jobs = jobs or ((os.cpu_count() or 1) if grid.base.model.device == "cpu" else 1)
@@ -144,12 +157,12 @@ def run_demo(out: str | Path = "runs/demo", *, config: str | Path | None = None,
     if unfinished:
         raise DemoRunsFailed(_failure_message(unfinished, states, len(runs)))
 
-    run_dirs = {(r.values["data.coverage"], r.values["algorithm"], r.values["seed"]): r.dir for r in runs}
-    results = {cov: _collect(run_dirs, cov, algorithms, seeds) for cov in grid.coverages}
-    world = organism_world(grid.base.organism)
+    results = {cov: _collect([r for r in runs if r.values["data.coverage"] == cov]) for cov in grid.coverages}
+    world = organism_world(_world_organism(grid.base.organism, grid.world_seeds[0]))
     summary = {
         "schema": "sdlab.demo/v2",
-        "settings": {"seeds": seeds, "steps": steps, "coverage": grid.coverages, "teacher_context": teacher_context,
+        "settings": {"seeds": seeds, "world_seeds": [w for w in grid.world_seeds if w is not None] or None,
+                     "steps": steps, "coverage": grid.coverages, "teacher_context": teacher_context,
                      "algorithms": algorithms, "eval_every": grid.eval_every, "device": device,
                      "config": yaml.safe_load(grid.config_path.read_text()), "overrides": list(overrides)},
         "world": world.describe(),
@@ -220,23 +233,28 @@ def _final_eval(run_dir: Path, step: int) -> dict[str, float]:
     return out
 
 
-def _collect(run_dirs, cov: int, algorithms: list[str], seeds: int) -> dict[str, dict[str, dict]]:
+def _world_organism(organism: dict, world: int | None) -> dict:
+    return dict(organism or {}) if world is None else {**(organism or {}), "seed": world}
+
+
+def _collect(runs: list[RunSpec]) -> dict[str, dict[str, dict]]:
+    """results[algorithm][unit] for one coverage; a unit is a seed ("0"), or a world and a seed
+    ("w1-s0") when the demo crosses world seeds. "base" is each unit's step-0 evaluation."""
     from ..engine.metrics import read_metrics
 
     res: dict[str, dict[str, dict]] = {"base": {}}
-    for alg in algorithms:
-        res[alg] = {}
-        for seed in range(seeds):
-            run_dir = run_dirs[(cov, alg, seed)]
-            rows = read_metrics(run_dir / "metrics.jsonl")
-            last = max(r["step"] for r in rows if "eval/organism:ood/accuracy" in r)
-            entry = _final_eval(run_dir, last)
-            key = "eval/organism:train/accuracy"
-            curve = [(r["step"], r[key]) for r in rows if key in r]
-            entry["steps_to_90_in_domain"] = next((s for s, a in curve if a >= 0.9), None)
-            res[alg][str(seed)] = entry
-            if str(seed) not in res["base"]:
-                res["base"][str(seed)] = _final_eval(run_dir, 0)
+    for run in runs:
+        v = run.values
+        unit = f"w{v['organism.seed']}-s{v['seed']}" if "organism.seed" in v else str(v["seed"])
+        rows = read_metrics(run.dir / "metrics.jsonl")
+        last = max(r["step"] for r in rows if "eval/organism:ood/accuracy" in r)
+        entry = _final_eval(run.dir, last)
+        key = "eval/organism:train/accuracy"
+        curve = [(r["step"], r[key]) for r in rows if key in r]
+        entry["steps_to_90_in_domain"] = next((s for s, a in curve if a >= 0.9), None)
+        res.setdefault(v["algorithm"], {})[unit] = entry
+        if unit not in res["base"]:
+            res["base"][unit] = _final_eval(run.dir, 0)
     return res
 
 
@@ -285,7 +303,7 @@ def _checks(results: dict[int, dict[str, dict[str, dict]]]) -> list[dict[str, An
         for arm, claim, value, op, bound in CHECKS:
             if arm not in res:
                 continue
-            seeds = sorted(set(res[arm]) & set(base), key=int)
+            seeds = [s for s in res[arm] if s in base]  # units: seeds, or (world, seed) pairs
             per_seed = [value(res[arm][s], base[s]) for s in seeds]
             mean, lo, hi = mean_ci_t(per_seed)
             passed = {"<=": hi <= bound, ">=": lo >= bound, ">": lo > bound}[op]  # False when the CI is nan
@@ -302,7 +320,9 @@ def _rel(x: float, base: float) -> float:
 def format_summary(summary: dict) -> str:
     lines = []
     for cov, agg in summary["aggregate"].items():
-        lines.append(f"\n|D| = {cov}   (mean ± 95% CI over {summary['settings']['seeds']} seeds; "
+        worlds = summary["settings"].get("world_seeds") or [None]
+        units = f"{summary['settings']['seeds']} seeds" + (f" x {len(worlds)} worlds" if len(worlds) > 1 else "")
+        lines.append(f"\n|D| = {cov}   (mean ± 95% CI over {units}; "
                      "OOD length/epistemic per response)")
         lines.append(f"{'':6}{'in-domain acc':>18}{'OOD acc':>18}{'length':>16}{'epistemic':>16}")
         for alg, m in agg.items():
