@@ -6,6 +6,7 @@ the content goes to a temporary file beside the target, which then replaces it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Iterable, Iterator
 
 from .errors import DataError
 
-__all__ = ["read_jsonl", "read_lines", "read_text", "write_jsonl", "write_text_atomic"]
+__all__ = ["read_jsonl", "read_lines", "read_text", "sha256_file", "write_jsonl", "write_text_atomic"]
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -61,3 +62,12 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
             yield lineno, json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 4 MiB blocks (checkpoint and shipped-base manifests)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()

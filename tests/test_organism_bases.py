@@ -75,3 +75,15 @@ def test_default_v2_world_loads_from_the_shipped_base_without_training(tmp_path,
     assert world.cfg.seed == 1 and world.version == 2
     shipped = bases.shipped_path(path.name) / "model.safetensors"
     assert (path / "model.safetensors").read_bytes() == shipped.read_bytes()
+
+
+def test_the_tokenizer_still_gives_every_shipped_base_its_token_ids():
+    """The vocabulary's order is the token ids: a reordering would silently scramble a shipped base."""
+    from sdlab.organism.tokenizer import build_tokenizer
+    from sdlab.organism.versions import world_config
+
+    for key in bases.shipped_keys():
+        folder = bases.shipped_path(key)
+        meta = json.loads((folder / "organism.json").read_text())
+        shipped = json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
+        assert build_tokenizer(world_config(meta["world"])).get_vocab() == shipped, key

@@ -23,7 +23,6 @@ system.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
+from ..io import sha256_file
 from . import parallel
 
 log = logging.getLogger(__name__)
@@ -127,14 +127,6 @@ def export_model(model, tokenizer, out_dir: Path) -> None:
 # ---------------------------------------------------------------------------- manifest
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name not in (MANIFEST, "COMPLETE"))
 
@@ -142,7 +134,7 @@ def _files(root: Path) -> list[Path]:
 def write_manifest(folder: Path) -> None:
     """Sizes and checksums of every file, computed by all ranks (each takes every world-th file)."""
     files = _files(folder)
-    mine = {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    mine = {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
             for i, p in enumerate(files) if i % parallel.world_size() == parallel.rank()}
     entries: dict[str, Any] = {}
     for part in parallel.gather_objects(mine):
@@ -169,7 +161,7 @@ def verify(folder: Path) -> str | None:
                 problem = f"{name} is missing"
             elif p.stat().st_size != entry.get("bytes"):
                 problem = f"{name} has {p.stat().st_size} bytes, the manifest says {entry.get('bytes')}"
-            elif i % parallel.world_size() == parallel.rank() and _sha256(p) != entry.get("sha256"):
+            elif i % parallel.world_size() == parallel.rank() and sha256_file(p) != entry.get("sha256"):
                 problem = f"{name} does not match its checksum"
             if problem:
                 break

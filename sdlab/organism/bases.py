@@ -20,12 +20,13 @@ shipping is that every machine starts from the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from ..io import sha256_file
 
 __all__ = ["MANIFEST", "SHIPPED_DIR", "ShippedBaseError", "install_shipped", "manifest_for", "ship", "shipped_keys",
            "shipped_path", "verify", "verify_if_shipped"]
@@ -38,19 +39,11 @@ class ShippedBaseError(RuntimeError):
     """A shipped (or installed) base does not match its manifest."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def manifest_for(folder: str | Path) -> dict:
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
     meta = json.loads((folder / "organism.json").read_text())
-    return {"key": meta["key"], "files": {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files}}
+    return {"key": meta["key"], "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files}}
 
 
 def verify(folder: str | Path) -> dict:
@@ -64,7 +57,7 @@ def verify(folder: str | Path) -> dict:
         f = folder / name
         if not f.is_file():
             raise ShippedBaseError(f"{folder}: {name} is missing")
-        if f.stat().st_size != entry["bytes"] or _sha256(f) != entry["sha256"]:
+        if f.stat().st_size != entry["bytes"] or sha256_file(f) != entry["sha256"]:
             raise ShippedBaseError(f"{folder}: {name} does not match its sha256 in {MANIFEST} (corrupted or modified); "
                                    f"reinstall the package or delete the folder to pretrain a fresh base")
     meta = json.loads((folder / "organism.json").read_text())

@@ -28,17 +28,25 @@ SPECIAL = (PAD, EOS, UNK)
 _BOXED_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
-def vocabulary(cfg: WorldConfig | None = None) -> list[str]:
-    """Every word the world, its corpus and the engine's teacher/feedback texts can produce."""
-    cfg = cfg or WorldConfig()
+def _core_words(cfg, syntax: list[str]) -> list[str]:
+    """The words every world has, in id order: specials, the response syntax (plus a version's own
+    `syntax` words), digits, value and target letters, function names, doubt phrases, epistemic
+    words. The order fixes token ids, so shipped bases depend on it: append, never reorder."""
     words: list[str] = list(SPECIAL)
-    words += [THINK, END_THINK, BOXED, CLOSE, ARROW, "solve", "x", "="]
+    words += [THINK, END_THINK, BOXED, CLOSE, ARROW, "solve", "x", "="] + syntax
     words += [str(d) for d in range(10)]
     words += list(VALUE_WORDS) + list(TARGET_WORDS)
     words += [f"f{k}" for k in range(cfg.n_functions)]
     for phrase, _ in cfg.doubts:
         words += phrase.split()
     words += list(EPISTEMIC_WORDS)
+    return words
+
+
+def vocabulary(cfg: WorldConfig | None = None) -> list[str]:
+    """Every word the world, its corpus and the engine's teacher/feedback texts can produce."""
+    cfg = cfg or WorldConfig()
+    words = _core_words(cfg, [])
     for template in CONTEXT_TEMPLATES.values():
         for d in range(10):
             words += template.format(prompt="", answer=str(d), demo="", demo_answer="", feedback="",
@@ -52,14 +60,7 @@ def vocabulary(cfg: WorldConfig | None = None) -> list[str]:
 def vocabulary_v2(cfg) -> list[str]:
     """World v2's words: v1's kinds of word for its functions, `then`, and the v2 templates (with
     digit and letter answers and attempts)."""
-    words: list[str] = list(SPECIAL)
-    words += [THINK, END_THINK, BOXED, CLOSE, ARROW, "solve", "x", "=", "then"]
-    words += [str(d) for d in range(10)]
-    words += list(VALUE_WORDS) + list(TARGET_WORDS)
-    words += [f"f{k}" for k in range(cfg.n_functions)]
-    for phrase, _ in cfg.doubts:
-        words += phrase.split()
-    words += list(EPISTEMIC_WORDS)
+    words = _core_words(cfg, ["then"])
     for template in CONTEXT_TEMPLATES_V2.values():
         for a in [str(d) for d in range(10)] + list(VALUE_WORDS):
             words += template.format(prompt="", answer=a, demo="", demo_answer="", feedback="", solution="",

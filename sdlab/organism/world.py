@@ -32,6 +32,8 @@ from ..data.problems import Problem
 __all__ = [
     "DEFAULT_DOUBTS",
     "SPLITS",
+    "ConfigIO",
+    "SplitsAndGrading",
     "World",
     "WorldConfig",
     "ParsedResponse",
@@ -76,8 +78,41 @@ def target_word(v: int) -> str:
     return TARGET_WORDS[v]
 
 
+class ConfigIO:
+    """Serialisation both world configs (`WorldConfig`, `WorldConfigV2`) share: a JSON-plain dict, a
+    mapping back (unknown keys named; JSON lists back to the tuples the dataclass holds) and the
+    hash that names a world in caches and run folders."""
+
+    LABEL = "organism world"
+    FLOAT_TUPLES: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None):
+        d = dict(d or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.LABEL} keys {unknown}; known: {sorted(known)}")
+        for key in ("doubts", "mix"):
+            if key in d:
+                d[key] = tuple((str(a), float(b)) for a, b in d[key])
+        for key in cls.FLOAT_TUPLES:
+            if key in d:
+                d[key] = tuple(float(x) for x in d[key])
+        if "context_levels" in d:
+            d["context_levels"] = tuple(d["context_levels"])
+        return cls(**d)
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
-class WorldConfig:
+class WorldConfig(ConfigIO):
     """All rules and parameters of the organism world. Fixed before any comparison; the same for
     every algorithm. Field meanings and the reasons for the defaults: docs/organism.md."""
 
@@ -146,31 +181,7 @@ class WorldConfig:
         if unknown:
             raise ValueError(f"unknown context levels {sorted(unknown)}")
 
-    # ---------------------------------------------------------------- serialisation
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "WorldConfig":
-        d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown organism world keys {unknown}; known: {sorted(known)}")
-        for key in ("doubts", "mix"):
-            if key in d:
-                d[key] = tuple((str(a), float(b)) for a, b in d[key])
-        for key in ("confident_forms",):
-            if key in d:
-                d[key] = tuple(float(x) for x in d[key])
-        if "context_levels" in d:
-            d["context_levels"] = tuple(d["context_levels"])
-        return cls(**d)
-
-    def config_hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    FLOAT_TUPLES = ("confident_forms",)
 
 
 # -------------------------------------------------------------------- responses
@@ -241,7 +252,41 @@ def parse_response(text: str) -> ParsedResponse:
 # -------------------------------------------------------------------- the world
 
 
-class World:
+class SplitsAndGrading:
+    """What the worlds (v1 `World`, v2 `WorldV2`) share: the RL pool and its nested training sets,
+    the OOD split, strict grading and the trace check. A world provides `problems(split)`, `fact`,
+    `cfg` and its response parser `parse`."""
+
+    parse = staticmethod(parse_response)
+
+    def rl_pool(self) -> list[Problem]:
+        return self.problems("rl")
+
+    def rl_train(self, coverage: int | None = None) -> list[Problem]:
+        """The RL training set of size |D| = coverage: the first |D| problems of the (shuffled)
+        RL pool, so every smaller set is contained in every larger one."""
+        pool = self.problems("rl")
+        if coverage is None:
+            return pool
+        if not 1 <= coverage <= len(pool):
+            raise ValueError(f"coverage must be in 1..{len(pool)} (the RL pool size), got {coverage}")
+        return pool[:coverage]
+
+    def ood(self) -> list[Problem]:
+        return self.problems("ood")
+
+    def check(self, problem: Problem, response_text: str) -> bool:
+        """Strict grading: the last `\\boxed{...}` equals the answer after removing spaces."""
+        pred = extract_boxed(response_text)
+        return pred is not None and pred == problem.answer.strip()
+
+    def trace_is_consistent(self, response_text: str) -> bool:
+        """Every check in the response states the true fact value."""
+        return all(self.fact(k, x) == v for k, x, v in self.parse(response_text).checks
+                   if k < self.cfg.n_functions and x < self.cfg.n_values)
+
+
+class World(SplitsAndGrading):
     """Permutations, facts, problems and splits of one `WorldConfig`."""
 
     def __init__(self, cfg: WorldConfig | None = None):
@@ -325,34 +370,6 @@ class World:
 
     def problems(self, split: str) -> list[Problem]:
         return [self.problem(k, y) for k, y in self.pairs(split)]
-
-    def rl_pool(self) -> list[Problem]:
-        return self.problems("rl")
-
-    def rl_train(self, coverage: int | None = None) -> list[Problem]:
-        """The RL training set of size |D| = coverage: the first |D| problems of the (shuffled)
-        RL pool, so every smaller set is contained in every larger one."""
-        pool = self.problems("rl")
-        if coverage is None:
-            return pool
-        if not 1 <= coverage <= len(pool):
-            raise ValueError(f"coverage must be in 1..{len(pool)} (the RL pool size), got {coverage}")
-        return pool[:coverage]
-
-    def ood(self) -> list[Problem]:
-        return self.problems("ood")
-
-    # ---------------------------------------------------------------- grading
-
-    def check(self, problem: Problem, response_text: str) -> bool:
-        """Strict grading: the last `\\boxed{...}` equals the answer after removing spaces."""
-        pred = extract_boxed(response_text)
-        return pred is not None and pred == problem.answer.strip()
-
-    def trace_is_consistent(self, response_text: str) -> bool:
-        """Every check in the response states the true fact value."""
-        return all(self.fact(k, x) == v for k, x, v in parse_response(response_text).checks
-                   if k < self.cfg.n_functions and x < self.cfg.n_values)
 
     def describe(self) -> dict[str, Any]:
         return {"config": self.cfg.to_dict(), "hash": self.cfg.config_hash(),

@@ -31,16 +31,22 @@ by `sdlab.organism.writer`; the rules and parameters are in docs/organism.md ("W
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import random
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from ..data.problems import Problem
-from .world import ARROW, DEFAULT_DOUBTS, TARGET_WORDS, VALUE_WORDS, extract_boxed, parse_response, value_word
+from .world import (
+    ARROW,
+    DEFAULT_DOUBTS,
+    TARGET_WORDS,
+    VALUE_WORDS,
+    ConfigIO,
+    SplitsAndGrading,
+    parse_response,
+    value_word,
+)
 
 __all__ = ["SPLITS_V2", "Task", "WorldConfigV2", "WorldV2", "CONTEXT_LEVELS_V2", "parse_response_v2"]
 
@@ -54,7 +60,7 @@ MIX_KINDS_V2 = ("facts", "memorized", "unguided", "context", "continuation")
 
 
 @dataclass(frozen=True)
-class WorldConfigV2:
+class WorldConfigV2(ConfigIO):
     """All rules and free parameters of world v2, fixed before any RL run (docs/organism.md,
     "World v2 — pre-registration"). Every field enters `config_hash()` and the pretraining key."""
 
@@ -135,26 +141,7 @@ class WorldConfigV2:
         if unknown:
             raise ValueError(f"unknown context levels {sorted(unknown)}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "WorldConfigV2":
-        d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown organism v2 world keys {unknown}; known: {sorted(known)}")
-        for key in ("doubts", "mix"):
-            if key in d:
-                d[key] = tuple((str(a), float(b)) for a, b in d[key])
-        if "context_levels" in d:
-            d["context_levels"] = tuple(d["context_levels"])
-        return cls(**d)
-
-    def config_hash(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    LABEL = "organism v2 world"
 
 
 @dataclass(frozen=True)
@@ -179,10 +166,11 @@ def parse_response_v2(text: str):
     return parse_response(" ".join(w for w in text.split() if w != THEN))
 
 
-class WorldV2:
+class WorldV2(SplitsAndGrading):
     """Permutations, facts, held-out functions, problems and splits of one `WorldConfigV2`."""
 
     version = 2
+    parse = staticmethod(parse_response_v2)
 
     def __init__(self, cfg: WorldConfigV2 | None = None):
         self.cfg = cfg = cfg or WorldConfigV2()
@@ -307,30 +295,6 @@ class WorldV2:
 
     def problems(self, split: str, kind: str | None = None) -> list[Problem]:
         return [self.problem(t) for t in self.tasks(split, kind)]
-
-    def rl_pool(self) -> list[Problem]:
-        return self.problems("rl")
-
-    def rl_train(self, coverage: int | None = None) -> list[Problem]:
-        pool = self.problems("rl")
-        if coverage is None:
-            return pool
-        if not 1 <= coverage <= len(pool):
-            raise ValueError(f"coverage must be in 1..{len(pool)} (the RL pool size), got {coverage}")
-        return pool[:coverage]
-
-    def ood(self) -> list[Problem]:
-        return self.problems("ood")
-
-    # ---------------------------------------------------------------- grading
-
-    def check(self, problem: Problem, response_text: str) -> bool:
-        pred = extract_boxed(response_text)
-        return pred is not None and pred == problem.answer.strip()
-
-    def trace_is_consistent(self, response_text: str) -> bool:
-        return all(self.fact(k, x) == v for k, x, v in parse_response_v2(response_text).checks
-                   if k < self.cfg.n_functions and x < self.cfg.n_values)
 
     def describe(self) -> dict[str, Any]:
         return {"version": 2, "config": self.cfg.to_dict(), "hash": self.cfg.config_hash(),
