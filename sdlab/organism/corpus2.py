@@ -28,7 +28,7 @@ from .contexts import FEEDBACK_TEXTS, strip_think, teacher_prompt_v2
 from .corpus import Doc
 from .world import THINK
 from .world2 import Task, WorldV2
-from .writer import Knowledge, Writer, knowledge_for
+from .writer import Knowledge, Writer, draw, knowledge_for
 
 __all__ = ["context_fields", "corpus_lines_v2", "iter_docs_v2", "sample_doc_v2", "sibling", "unguided_prefix",
            "wrong_attempt"]
@@ -97,12 +97,7 @@ def unguided_prefix(world: WorldV2, writer: Writer, task: Task, rng: random.Rand
             opts = writer.options(task, know, state)
             if state[0] == "start":  # a search: drop the guesses
                 opts = [o for o in opts if o[2][0] != "end"]
-            r = rng.random() * sum(p for p, _, _ in opts)
-            acc = 0.0
-            for p, chunk, nxt in opts:
-                acc += p
-                if r < acc:
-                    break
+            _, chunk, nxt = draw(opts, rng)
             if nxt[0] in ("found", "end", "done"):
                 break
             words.extend(chunk)

@@ -52,10 +52,22 @@ from .world import ARROW, BOXED, CLOSE, END_THINK, THINK, value_word
 from .world2 import THEN, Task, WorldV2
 from .world2 import parse_response_v2 as parse_response
 
-__all__ = ["EOS_WORD", "Knowledge", "Writer", "knowledge_for", "read_demo"]
+__all__ = ["EOS_WORD", "Knowledge", "Writer", "draw", "knowledge_for", "read_demo"]
 
 EOS_WORD = "<eos>"
 
+
+
+def draw(options: Sequence[tuple], rng: random.Random) -> tuple:
+    """One of the writer's options `(p, words, next_state)`, drawn with probability proportional to
+    p from a single `rng.random()` (so a corpus is a deterministic function of its seed)."""
+    r = rng.random() * sum(o[0] for o in options)
+    acc = 0.0
+    for option in options:
+        acc += option[0]
+        if r < acc:
+            return option
+    return options[-1]
 
 @dataclass(frozen=True)
 class Knowledge:
@@ -230,12 +242,7 @@ class Writer:
             opts = self.options(task, know, state)
             if not opts:
                 raise ValueError(f"the writer is stuck in state {state} (no live candidate)")
-            r = rng.random() * sum(p for p, _, _ in opts)
-            acc = 0.0
-            for p, words, nxt in opts:
-                acc += p
-                if r < acc:
-                    break
+            _, words, nxt = draw(opts, rng)
             if words == (EOS_WORD,):
                 return out
             out.extend(words)
