@@ -54,7 +54,7 @@ def test_ship_install_verify_and_tamper(tiny, tmp_path, monkeypatch):
 def test_committed_bases_are_the_default_worlds():
     keys = bases.shipped_keys()
     want = {organism_key(*resolve_configs({"version": 2, "seed": s})) for s in SHIPPED_WORLD_SEEDS}
-    want.add(organism_key(*resolve_configs({})))  # the demo's world: v1, seed 0
+    want |= {organism_key(*resolve_configs({"seed": s})) for s in (0, 1)}  # the demo's worlds (v1)
     assert want <= set(keys), f"shipped {keys}, default v2 worlds {sorted(want)}"
     total = 0
     for key in keys:

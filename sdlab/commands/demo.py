@@ -18,8 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="task coverage |D|, or a comma list for a sweep (e.g. 8,32,200)")
     p.add_argument("--world-seed", type=int_list, default=None,
                    help="the organism's world seed(s) (organism.seed; default: the config's, 0): another world "
-                        "reruns the demo on a world nobody tuned on (its base is pretrained once, ~4 min on one core); "
-                        "a comma list (0,1) runs every seed on every world and pools the (world, seed) pairs")
+                        "reruns the demo on a world nobody tuned on (bases of worlds 0 and 1 are shipped, any other "
+                        "is pretrained once, ~2.5 min on one core); a comma list (0,1) runs every seed on every "
+                        "world and pools the (world, seed) pairs")
     p.add_argument("--teacher-context", default="answer", help="SDPO teacher context level")
     p.add_argument("--algorithms", default="grpo,sdpo")
     p.add_argument("--eval-every", type=int, default=None)

@@ -7,9 +7,10 @@ shipped base is used exactly when a run asks for the world, model and pretrainin
 built with. Any other config (another world seed, another budget, another model) is not shipped and
 is pretrained into the cache as before.
 
-Shipped (the default worlds): world v1 seed 0 (the demo's base, so a cold `sdlab demo` trains no
-base and every machine starts RL from the same bytes) and world v2 seeds 0 and 1 (variant d of
-docs/organism.md, "World v2"). `test_organism_bases.py` checks that these keys are the defaults.
+Shipped (the default worlds): world v1 seeds 0 and 1 (the demo's bases, so a cold `sdlab demo`,
+also with `--world-seed 0,1`, trains no base and every machine starts RL from the same bytes) and
+world v2 seeds 0 and 1 (variant d of docs/organism.md, "World v2"). `test_organism_bases.py`
+checks that these keys are the defaults.
 
 `pretrain()` resolves a key in this order: the cache folder (re-verified against its manifest when
 it came from a shipped base), a shipped base (verified, then copied into the cache atomically),
