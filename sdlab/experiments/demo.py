@@ -133,8 +133,9 @@ def run_demo(out: str | Path = "runs/demo", *, config: str | Path | None = None,
                           "use another --out or delete them")
 
     t0 = time.perf_counter()
-    for world in grid.world_seeds:  # pretrain once per world (shipped, or cached by hash)
-        organism_base_path(_world_organism(grid.base.organism, world))
+    worlds = {json.dumps(r.config.organism, sort_keys=True): r.config.organism for r in runs}
+    for organism in worlds.values():  # one base per world (shipped, or pretrained once and cached by hash)
+        organism_base_path(organism)
     t_pretrain = time.perf_counter() - t0
 
     jobs = jobs or ((os.cpu_count() or 1) if grid.base.model.device == "cpu" else 1)
@@ -158,7 +159,7 @@ def run_demo(out: str | Path = "runs/demo", *, config: str | Path | None = None,
         raise DemoRunsFailed(_failure_message(unfinished, states, len(runs)))
 
     results = {cov: _collect([r for r in runs if r.values["data.coverage"] == cov]) for cov in grid.coverages}
-    world = organism_world(_world_organism(grid.base.organism, grid.world_seeds[0]))
+    world = organism_world(runs[0].config.organism)
     summary = {
         "schema": "sdlab.demo/v2",
         "settings": {"seeds": seeds, "world_seeds": [w for w in grid.world_seeds if w is not None] or None,
@@ -231,10 +232,6 @@ def _final_eval(run_dir: Path, step: int) -> dict[str, float]:
         out[prefix + "response_length"] = float(np.mean([r["num_tokens"] for r in rows]))
         out[prefix + "epistemic"] = float(np.mean([sum(count_epistemic(r["response"]).values()) for r in rows]))
     return out
-
-
-def _world_organism(organism: dict, world: int | None) -> dict:
-    return dict(organism or {}) if world is None else {**(organism or {}), "seed": world}
 
 
 def _collect(runs: list[RunSpec]) -> dict[str, dict[str, dict]]:
