@@ -57,7 +57,6 @@ __all__ = ["EOS_WORD", "Knowledge", "Writer", "draw", "knowledge_for", "read_dem
 EOS_WORD = "<eos>"
 
 
-
 def draw(options: Sequence[tuple], rng: random.Random) -> tuple:
     """One of the writer's options `(p, words, next_state)`, drawn with probability proportional to
     p from a single `rng.random()` (so a corpus is a deterministic function of its seed)."""
@@ -68,6 +67,7 @@ def draw(options: Sequence[tuple], rng: random.Random) -> tuple:
         if r < acc:
             return option
     return options[-1]
+
 
 @dataclass(frozen=True)
 class Knowledge:
